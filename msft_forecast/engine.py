@@ -1,0 +1,659 @@
+"""The MSFT engine: fine-tune a backbone on a collection of series and forecast from it.
+
+This is the one place where settings, backbone, strategy, windows and the Lightning loop meet.
+The sktime, Darts and command-line front ends convert their data to lists of 1-D float arrays
+(NaN for missing; one array per channel: channel-independent modelling), call
+:meth:`MSFTEngine.fit` and :meth:`MSFTEngine.forecast`, and convert the result back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msft_forecast.backbones.cache import get_backbone, structural_copy
+from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
+from msft_forecast.training.windows import cut_window, split_windows
+
+logger = logging.getLogger(__name__)
+
+#: Patch sizes Moirai was pre-trained with for each frequency (uni2ts' table), first letter of
+#: a pandas frequency string.
+MOIRAI_PATCH_SIZES_BY_FREQ: dict[str, tuple[int, ...]] = {
+    "Y": (8,),
+    "A": (8,),
+    "Q": (8,),
+    "M": (8, 16, 32),
+    "W": (16, 32),
+    "D": (16, 32),
+    "B": (16, 32),
+    "H": (32, 64),
+    "T": (32, 64, 128),
+    "S": (64, 128),
+}
+
+#: Default learning rates (constant schedule), by strategy.  Parameter-efficient strategies
+#: start from zero-initialised updates and need a larger step than full fine-tuning, which
+#: moves pre-trained weights directly.
+DEFAULT_LEARNING_RATES: dict[str, float] = {
+    "msft": 1e-3,
+    "lora": 1e-3,
+    "linear-probe": 1e-3,
+    "full": 1e-5,
+    "zero-shot": 0.0,
+}
+
+STATE_FORMAT = "msft_forecast.engine/1"
+
+
+@dataclass
+class MSFTSettings:
+    """Every setting of a fine-tuning run (JSON-serialisable; see the front ends' docstrings).
+
+    The front ends expose these as hyper-parameters with the same names.
+    """
+
+    backbone: str = "moirai"
+    revision: str | None = None
+    allow_fallback: bool = True
+    fit_strategy: str = "msft"
+    context_length: int = 512
+    prediction_length: int = 96
+    num_scales: int = 4
+    patch_size: int | str = "auto"
+    pooling: str = "mean"
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ("q", "k", "v")
+    shared_lora: bool = False
+    aggregator: bool = True
+    aggregator_rank: int | None = 64
+    mixing: str = "blend"
+    train_head: bool = True
+    learning_rate: float | None = None
+    scale_weight_lr: float = 1e-2
+    weight_decay: float = 0.1
+    batch_size: int = 32
+    max_steps: int = 200
+    max_epochs: int | None = None
+    max_time: float | None = None
+    validation: float | int | None = 0.1
+    val_check_interval: int = 50
+    early_stopping_patience: int | None = 3
+    gradient_clip: float | None = 1.0
+    num_samples: int = 100
+    random_state: int | None = None
+    accelerator: str = "cpu"
+    devices: int | str | list[int] = 1
+    strategy: str = "auto"
+    precision: str | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        self.lora_targets = tuple(self.lora_targets)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting and what it should be."""
+        if self.fit_strategy not in FIT_STRATEGIES:
+            raise ValueError(
+                f"fit_strategy must be one of {FIT_STRATEGIES}, got {self.fit_strategy!r}."
+            )
+        for name in ("context_length", "prediction_length", "batch_size", "num_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.max_steps, int | np.integer) or self.max_steps < 0:
+            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}.")
+        if self.patch_size != "auto" and (
+            not isinstance(self.patch_size, int | np.integer) or self.patch_size < 1
+        ):
+            raise ValueError(
+                f"patch_size must be 'auto' or a positive integer, got {self.patch_size!r}."
+            )
+        if self.pooling not in ("mean", "max", "subsample"):
+            raise ValueError(f"pooling must be 'mean', 'max' or 'subsample', got {self.pooling!r}.")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        if isinstance(self.validation, float) and not 0.0 <= self.validation < 1.0:
+            raise ValueError(
+                f"validation as a fraction must lie in [0, 1), got {self.validation!r}."
+            )
+        if self.val_check_interval < 1:
+            raise ValueError(f"val_check_interval must be >= 1, got {self.val_check_interval!r}.")
+        resolve_strategy(**self._strategy_kwargs())  # validates the strategy settings
+
+    def _strategy_kwargs(self) -> dict[str, Any]:
+        return dict(
+            fit_strategy=self.fit_strategy,
+            num_scales=int(self.num_scales),
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_targets=self.lora_targets,
+            shared_lora=self.shared_lora,
+            aggregator=self.aggregator,
+            aggregator_rank=self.aggregator_rank,
+            mixing=self.mixing,
+            train_head=self.train_head,
+        )
+
+    def strategy_spec(self) -> StrategySpec:
+        return resolve_strategy(**self._strategy_kwargs())
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATES[self.fit_strategy]
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lora_targets"] = list(self.lora_targets)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MSFTSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Forecast:
+    """Forecasts for a batch of series.
+
+    Attributes
+    ----------
+    mean : ndarray
+        ``(n, H)`` point forecast: the **mean** of the blended predictive distribution
+        (MSE-optimal).  Use :meth:`quantiles` with 0.5 for the median (MAE-optimal).
+    samples : ndarray
+        ``(n, S, H)`` sample paths (for MOMENT: the point forecast plus held-out residuals).
+    scale_means : ndarray
+        ``(n, K+1, H)`` each scale's mean forecast, upsampled to the original resolution.
+    weights : ndarray
+        ``(K+1,)`` mixing weights used.
+    """
+
+    mean: np.ndarray
+    samples: np.ndarray
+    scale_means: np.ndarray
+    weights: np.ndarray
+
+    def quantiles(self, levels: Sequence[float]) -> np.ndarray:
+        """``(n, len(levels), H)`` empirical quantiles of the sample paths (monotone in level)."""
+        q = np.quantile(self.samples, np.asarray(levels, dtype=np.float64), axis=1)
+        return np.moveaxis(q, 0, 1)
+
+
+@dataclass
+class FitReport:
+    """What happened during :meth:`MSFTEngine.fit`."""
+
+    patch_size: int
+    patch_size_scores: dict[int, float] = field(default_factory=dict)
+    steps: int = 0
+    best_step: int = -1
+    initial_val_loss: float | None = None
+    best_val_loss: float | None = None
+    history: dict[str, list] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    wall_time_s: float = 0.0
+
+
+@contextmanager
+def _quiet_lightning(verbose: bool):
+    """Silence Lightning's banner lines ("GPU available: ...") unless verbose."""
+    import lightning  # noqa: F401  (importing it sets its loggers' levels; do that first)
+
+    names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning"]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    if not verbose:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.filterwarnings("ignore", module="lightning")
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _as_series(series: Sequence[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for s in series:
+        arr = np.asarray(s, dtype=np.float64)
+        if arr.ndim != 1:
+            raise ValueError(f"each series must be 1-D (one channel), got shape {arr.shape}.")
+        out.append(arr)
+    if not out:
+        raise ValueError("no series given.")
+    return out
+
+
+class MSFTEngine:
+    """Fine-tune a foundation model with a strategy and forecast with it.
+
+    Parameters
+    ----------
+    settings : MSFTSettings, optional
+        All settings; keyword arguments override single fields.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msft_forecast.engine import MSFTEngine
+    >>> y = np.sin(np.arange(400) * 2 * np.pi / 24) + 0.1 * np.arange(400) / 400
+    >>> engine = MSFTEngine(backbone="moirai-tiny", context_length=96, prediction_length=24,
+    ...                     max_steps=5, batch_size=8, random_state=0)
+    >>> engine = engine.fit([y])
+    >>> fc = engine.forecast([y], horizon=24, num_samples=20)
+    >>> fc.mean.shape, fc.samples.shape
+    ((1, 24), (1, 20, 24))
+    """
+
+    def __init__(self, settings: MSFTSettings | None = None, **overrides: Any) -> None:
+        settings = copy.deepcopy(settings) if settings is not None else MSFTSettings()
+        for key, value in overrides.items():
+            if not hasattr(settings, key):
+                raise TypeError(f"unknown setting {key!r}")
+            setattr(settings, key, value)
+        settings.__post_init__()
+        settings.validate()
+        self.settings = settings
+        self.model_: torch.nn.Module | None = None
+        self.report_: FitReport | None = None
+        self.residuals_: torch.Tensor | None = None
+        self.backbone_source_: dict[str, Any] | None = None
+
+    # -------------------------------------------------------------------------------- backbone
+    def _backbone(self):
+        s = self.settings
+        return get_backbone(s.backbone, s.revision, allow_fallback=s.allow_fallback)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.model_ is not None
+
+    def _seed(self) -> int:
+        rs = self.settings.random_state
+        if rs is None:
+            return int(np.random.default_rng().integers(0, 2**31 - 1))
+        return int(rs) % (2**31 - 1)
+
+    def build_model(self, patch_size: int | None, horizon_length: int) -> torch.nn.Module:
+        """A fresh, untrained multi-scale model for these settings."""
+        from msft_forecast.msft.moirai_model import MultiScaleMoirai
+        from msft_forecast.msft.moment_model import MultiScaleMoment
+
+        loaded = self._backbone()
+        spec = self.settings.strategy_spec()
+        module = (
+            copy.deepcopy(loaded.module) if spec.train_backbone else structural_copy(loaded.module)
+        )
+        if loaded.kind == "moirai":
+            if spec.train_head and not spec.train_backbone and spec.trains:
+                # the head is trained: own a copy instead of writing into the shared backbone
+                module.param_proj = copy.deepcopy(module.param_proj)
+            return MultiScaleMoirai(module, spec, int(patch_size), self.settings.pooling)
+        return MultiScaleMoment(module, spec, horizon_length, self.settings.pooling)
+
+    def candidate_patch_sizes(self, freq: str | None = None) -> list[int]:
+        """Patch sizes the backbone allows for this frequency and context length."""
+        loaded = self._backbone()
+        if loaded.kind == "moment":
+            return [int(loaded.config.patch_len)]
+        sizes = [int(p) for p in loaded.config.patch_sizes]
+        if freq:
+            key = "".join(ch for ch in str(freq) if ch.isalpha())[:1].upper()
+            key = {"L": "S", "U": "S", "N": "S"}.get(key, key)
+            allowed = MOIRAI_PATCH_SIZES_BY_FREQ.get(key)
+            if allowed:
+                sizes = [p for p in sizes if p in allowed] or sizes
+        # at least two context tokens, else there is nothing to attend over
+        fitting = [p for p in sizes if self.settings.context_length >= 2 * p]
+        return fitting or [min(sizes)]
+
+    # ------------------------------------------------------------------------------------- fit
+    def fit(self, series: Sequence[np.ndarray], *, freq: str | None = None) -> MSFTEngine:
+        """Fine-tune on a collection of 1-D series (NaN = missing).
+
+        On any error (including ``KeyboardInterrupt``) the engine is left as it was before the
+        call: a failed fine-tune never leaves a half-fitted model behind.
+        """
+        series = _as_series(series)
+        seed = self._seed()
+        devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
+        with torch.random.fork_rng(devices=devices), _quiet_lightning(self.settings.verbose):
+            torch.manual_seed(seed)
+            model, report, residuals = self._fit(series, freq, seed)
+        self.model_, self.report_, self.residuals_ = model, report, residuals
+        self.backbone_source_ = self._source_record()
+        return self
+
+    def _source_record(self) -> dict[str, Any]:
+        src = self._backbone().source
+        return {
+            "name": src.name,
+            "location": src.location,
+            "revision": src.revision,
+            "fell_back": src.fell_back,
+        }
+
+    def _fit(self, series: list[np.ndarray], freq: str | None, seed: int):
+        import time
+
+        start = time.perf_counter()
+        s = self.settings
+        H, C = int(s.prediction_length), int(s.context_length)
+        spec = s.strategy_spec()
+        split = split_windows(series, C, H, validation=s.validation)
+        if spec.name == "zero-shot" and self._backbone().kind == "moment":
+            self.build_model(None, H)  # raises the explanatory error
+        scores: dict[int, float] = {}
+        if s.patch_size == "auto":
+            patch_size, scores = self._choose_patch_size(split, freq)
+        else:
+            patch_size = int(s.patch_size)
+        model = self.build_model(patch_size, H)
+        report = FitReport(patch_size=patch_size, patch_size_scores=scores)
+        report.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if spec.trains and s.max_steps > 0:
+            self._train(model, split, seed, report)
+        model.eval()
+        residuals = None
+        if self._backbone().kind == "moment":
+            residuals = self._residuals(model, split)
+        report.wall_time_s = time.perf_counter() - start
+        return model, report, residuals
+
+    def _choose_patch_size(self, split, freq: str | None) -> tuple[int, dict[int, float]]:
+        """Pick the patch size whose zero-shot forecast has the lowest validation MSE.
+
+        The score uses validation windows (training windows when there is no validation
+        tail), never anything later, and the scale-0 forecast of an untrained model, which is
+        the frozen backbone's zero-shot forecast.
+        """
+        candidates = self.candidate_patch_sizes(freq)
+        if len(candidates) == 1:
+            return candidates[0], {}
+        data = split.validation if split.validation is not None else split.train
+        n = min(len(data), 64)
+        idx = np.linspace(0, len(data) - 1, n).round().astype(int)
+        batch = torch.utils.data.default_collate([data[int(i)] for i in idx])
+        scores = {}
+        for p in candidates:
+            model = self.build_model(p, self.settings.prediction_length).eval()
+            with torch.no_grad():
+                out = model.forecast(
+                    batch["context"],
+                    batch["context_observed"],
+                    batch["horizon"].shape[-1],
+                    num_samples=1,
+                    available=batch["available"],
+                )
+            # score each window in units of its context's spread, so no series dominates
+            spread = _spread(batch["context"], batch["context_observed"])
+            spread = spread.clamp(min=1e-3 * float(spread.median()) + 1e-8)
+            err = ((out["scale_means"][:, 0] - batch["horizon"]) / spread[:, None]) ** 2
+            err = torch.where(batch["horizon_observed"], err, torch.nan)
+            scores[p] = float(np.nanmean(err.numpy()))
+        return min(scores, key=scores.get), scores
+
+    def _trainer_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        precision = s.precision or "32-true"
+        kwargs: dict[str, Any] = dict(
+            accelerator=s.accelerator,
+            devices=s.devices,
+            strategy=s.strategy,
+            precision=precision,
+            max_steps=int(s.max_steps),
+            max_epochs=-1 if s.max_epochs is None else int(s.max_epochs),
+            gradient_clip_val=s.gradient_clip,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=bool(s.verbose),
+            enable_model_summary=bool(s.verbose),
+            num_sanity_val_steps=0,
+            # cached layout tensors built during validation are reused in training steps
+            inference_mode=False,
+            use_distributed_sampler=False,
+            default_root_dir=os.path.join(os.getcwd(), "lightning_logs") if s.verbose else None,
+        )
+        if s.max_time is not None:
+            from datetime import timedelta
+
+            kwargs["max_time"] = timedelta(seconds=float(s.max_time))
+        return kwargs
+
+    def _train(self, model: torch.nn.Module, split, seed: int, report: FitReport) -> None:
+        import lightning as L
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        from msft_forecast.training.lightning import (
+            FineTuneModule,
+            KeepBestTrainable,
+            TrainingHistory,
+            WindowDataModule,
+        )
+
+        s = self.settings
+        module = FineTuneModule(
+            model, s.resolved_learning_rate(), s.scale_weight_lr, s.weight_decay
+        )
+        interval = max(1, min(int(s.val_check_interval), int(s.max_steps)))
+        data = WindowDataModule(split.train, split.validation, int(s.batch_size), interval, seed)
+        history, best = TrainingHistory(), KeepBestTrainable()
+        callbacks: list = [history]
+        if split.validation is not None:
+            callbacks.append(best)
+            if s.early_stopping_patience is not None:
+                callbacks.append(
+                    EarlyStopping("val_loss", patience=int(s.early_stopping_patience), mode="min")
+                )
+        trainer = L.Trainer(callbacks=callbacks, **self._trainer_kwargs())
+        if split.validation is not None:
+            # the starting point competes too: fine-tuning never returns something worse than
+            # it began with on the validation windows
+            trainer.validate(module, datamodule=data, verbose=False)
+            report.initial_val_loss = best.best if math.isfinite(best.best) else None
+        trainer.fit(module, datamodule=data)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("fine-tuning was interrupted")
+        report.steps = int(trainer.global_step)
+        report.best_step = best.best_step
+        report.best_val_loss = best.best if math.isfinite(best.best) else None
+        report.history = history.as_dict()
+
+    def _residuals(self, model: torch.nn.Module, split) -> torch.Tensor:
+        """Held-out residuals in units of each window's context spread (MOMENT intervals)."""
+        data = split.validation if split.validation is not None else split.train
+        n = min(len(data), 512)
+        idx = np.linspace(0, len(data) - 1, n).round().astype(int)
+        rows = []
+        for chunk in np.array_split(idx, max(1, -(-n // 128))):
+            batch = torch.utils.data.default_collate([data[int(i)] for i in chunk])
+            out = model.forecast(
+                batch["context"], batch["context_observed"], batch["horizon"].shape[-1]
+            )
+            spread = _spread(batch["context"], batch["context_observed"])
+            res = (batch["horizon"] - out["mean"]) / spread[:, None]
+            rows.append(torch.where(batch["horizon_observed"], res, torch.nan))
+        return torch.cat(rows).float()
+
+    # -------------------------------------------------------------------------------- forecast
+    def forecast(
+        self,
+        contexts: Sequence[np.ndarray],
+        horizon: int,
+        num_samples: int | None = None,
+        *,
+        seed: int | None = None,
+        batch_size: int = 256,
+    ) -> Forecast:
+        """Forecast ``horizon`` steps after the end of each context series.
+
+        Parameters
+        ----------
+        contexts : sequence of ndarray
+            1-D series (NaN for missing); the last ``context_length`` steps are used.
+        horizon : int
+            Steps to forecast (Moirai: any length its sequence limit allows; MOMENT: at most
+            the training ``prediction_length``).
+        num_samples : int, optional
+            Sample paths (default the setting ``num_samples``).
+        seed : int, optional
+            Seed of the sampling stream (default derived from ``random_state``); the same seed
+            gives the same samples.
+        """
+        if self.model_ is None:
+            raise RuntimeError("This engine is not fitted yet; call fit() first.")
+        contexts = _as_series(contexts)
+        if not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}.")
+        num_samples = int(self.settings.num_samples if num_samples is None else num_samples)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        C = int(self.settings.context_length)
+        seed = self._seed() if seed is None else int(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model = self.model_.eval()
+        outs = []
+        for start in range(0, len(contexts), batch_size):
+            windows = [cut_window(c, len(c), C, 0) for c in contexts[start : start + batch_size]]
+            batch = torch.utils.data.default_collate(windows)
+            out = model.forecast(
+                batch["context"],
+                batch["context_observed"],
+                int(horizon),
+                num_samples,
+                available=batch["available"],
+                generator=generator,
+            )
+            if "samples" not in out:
+                out["samples"] = self._residual_samples(batch, out["mean"], num_samples, generator)
+            outs.append(out)
+        cat = {
+            k: torch.cat([o[k] for o in outs]).double().numpy()
+            for k in ("mean", "samples", "scale_means")
+        }
+        return Forecast(weights=outs[0]["weights"].double().numpy(), **cat)
+
+    def _residual_samples(
+        self, batch, mean: torch.Tensor, num_samples: int, generator
+    ) -> torch.Tensor:
+        """Point forecast plus resampled held-out residual paths (split-conformal style)."""
+        res = self.residuals_
+        horizon = mean.shape[-1]
+        if res is None or res.shape[0] == 0:
+            return mean.unsqueeze(1).expand(-1, num_samples, -1).clone()
+        res = torch.nan_to_num(res[:, :horizon], nan=0.0)
+        rows = torch.randint(0, res.shape[0], (mean.shape[0], num_samples), generator=generator)
+        spread = _spread(batch["context"], batch["context_observed"])
+        return mean.unsqueeze(1) + res[rows] * spread[:, None, None]
+
+    # ------------------------------------------------------------------------ save and restore
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The tensors this fitted engine owns (everything except the frozen backbone)."""
+        if self.model_ is None:
+            return {}
+        state = {
+            name: p.detach().cpu().contiguous()
+            for name, p in self.model_.named_parameters()
+            if p.requires_grad
+        }
+        if self.residuals_ is not None:
+            state["__residuals__"] = self.residuals_.cpu().contiguous()
+        return state
+
+    def state(self) -> dict[str, Any]:
+        """Settings, backbone reference, fit report and trainable tensors (no frozen weights)."""
+        meta = {
+            "format": STATE_FORMAT,
+            "settings": self.settings.to_json(),
+            "backbone": self.backbone_source_,
+            "report": None if self.report_ is None else asdict(self.report_),
+        }
+        return {"meta": meta, "tensors": self.trainable_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MSFTEngine:
+        """Rebuild a fitted engine from :meth:`state` (loads the frozen backbone from cache)."""
+        meta = state["meta"]
+        if meta.get("format") != STATE_FORMAT:
+            raise ValueError(f"not an msft_forecast engine state (format {meta.get('format')!r}).")
+        engine = cls(MSFTSettings.from_json(meta["settings"]))
+        if meta.get("report") is None:
+            return engine
+        report = FitReport(**meta["report"])
+        report.patch_size_scores = {int(k): v for k, v in report.patch_size_scores.items()}
+        model = engine.build_model(report.patch_size, int(engine.settings.prediction_length))
+        tensors = dict(state["tensors"])
+        residuals = tensors.pop("__residuals__", None)
+        params = dict(model.named_parameters())
+        wanted = {n for n, p in params.items() if p.requires_grad}
+        if set(tensors) != wanted:
+            raise ValueError(
+                "saved tensors do not match the model the settings build: missing "
+                f"{sorted(wanted - set(tensors))[:3]}, unexpected {sorted(set(tensors) - wanted)[:3]}."
+            )
+        with torch.no_grad():
+            for name, value in tensors.items():
+                params[name].copy_(value)
+        engine.model_ = model.eval()
+        engine.report_ = report
+        engine.residuals_ = residuals
+        engine.backbone_source_ = meta.get("backbone")
+        return engine
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``settings.json`` and ``trainable.safetensors`` into folder ``path``."""
+        from safetensors.torch import save_file
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        with open(folder / "msft_model.json", "w", encoding="utf-8") as fh:
+            json.dump(state["meta"], fh, indent=2)
+        save_file(state["tensors"], str(folder / "trainable.safetensors"))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MSFTEngine:
+        """Load what :meth:`save` wrote (weights through safetensors only)."""
+        from safetensors.torch import load_file
+
+        folder = Path(path)
+        with open(folder / "msft_model.json", encoding="utf-8") as fh:
+            meta = json.load(fh)
+        tensors = load_file(str(folder / "trainable.safetensors"))
+        return cls.from_state({"meta": meta, "tensors": tensors})
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling keeps the trainable tensors, never the shared frozen backbone
+        return self.state()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(MSFTEngine.from_state(state).__dict__)
+
+
+def _spread(context: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of the observed context steps of each row (at least 1e-8)."""
+    n = observed.sum(-1).clamp(min=1)
+    mean = torch.where(observed, context, 0.0).sum(-1) / n
+    var = torch.where(observed, (context - mean[:, None]) ** 2, 0.0).sum(-1) / n
+    return var.sqrt().clamp(min=1e-8)

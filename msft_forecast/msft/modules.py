@@ -1,0 +1,183 @@
+"""The trainable parts MSFT adds to a frozen backbone (METHOD §3-4).
+
+* :class:`ScaleAdapters` - one identity-initialised ``Linear(d, d)`` per scale after the frozen
+  input projection;
+* :class:`ScaleLoRA` - a low-rank delta per scale on a frozen projection (zero-initialised ``B``),
+  attached to the backbone's ``lora`` slots;
+* :class:`CrossScaleAggregator` - coarse-to-fine and fine-to-coarse exchange between adjacent
+  scales after each layer's attention, zero-initialised, attached to the ``aggregator`` slots.
+
+All three are exact no-ops at initialisation, so an untrained MSFT model computes what the
+frozen backbone computes.  They route tokens by the static :class:`ScaleContext`, never by
+variate id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from msft_forecast.msft.layout import ScaleSpan, TokenLayout
+
+
+@dataclass
+class ScaleContext:
+    """What the scale-aware modules need to know about the packed token sequence.
+
+    Attributes
+    ----------
+    spans : tuple of ScaleSpan
+        Token range of every scale (the same in every row).
+    coarse_maps : list of Tensor
+        For each adjacent pair (k, k+1), the coarse index of every scale-k token (on device).
+    coarse_counts : list of Tensor
+        ``(B, n_{k+1})`` how many valid fine tokens feed each coarse token (at least 1).
+    valid : Tensor
+        ``(B, N)`` bool, False on tokens that are entirely padding before a series' start.
+    """
+
+    spans: tuple[ScaleSpan, ...]
+    coarse_maps: list[Tensor]
+    coarse_counts: list[Tensor]
+    valid: Tensor
+
+    @classmethod
+    def build(cls, layout: TokenLayout, valid: Tensor) -> ScaleContext:
+        maps = [m.to(valid.device) for m in layout.coarse_maps()]
+        counts = []
+        for fine, coarse, index in zip(layout.spans[:-1], layout.spans[1:], maps, strict=True):
+            weight = valid[:, fine.tokens].to(torch.float32)
+            count = torch.zeros(valid.shape[0], coarse.stop - coarse.start, device=valid.device)
+            count.index_add_(1, index, weight)
+            counts.append(count.clamp(min=1.0))
+        return cls(layout.spans, maps, counts, valid)
+
+
+def _per_scale(x: Tensor, spans: tuple[ScaleSpan, ...], fns: list) -> Tensor:
+    """Apply ``fns[k]`` to the tokens of scale ``k`` and put the pieces back in order."""
+    return torch.cat([fns[s.level](x[:, s.tokens]) for s in spans], dim=1)
+
+
+class ScaleAdapters(nn.Module):
+    """One ``Linear(d, d)`` per scale, initialised to the identity with zero bias."""
+
+    def __init__(self, d_model: int, num_scales: int) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(num_scales))
+        for linear in self.linears:
+            nn.init.eye_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, x: Tensor, ctx: ScaleContext) -> Tensor:
+        return _per_scale(x, ctx.spans, list(self.linears))
+
+
+class ScaleLoRA(nn.Module):
+    """Low-rank update ``(alpha / r) * B_k A_k x`` with separate ``A_k, B_k`` per scale.
+
+    With ``shared=True`` (the ablation "without scale-specific LoRA", and the single-scale
+    ``"lora"`` strategy) one pair serves every scale.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Shape of the frozen projection.
+    num_scales : int
+        Number of scales.
+    rank, alpha : int, float
+        LoRA rank and scaling numerator.
+    shared : bool
+        One LoRA for all scales.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        num_scales: int,
+        rank: int = 16,
+        alpha: float = 16.0,
+        shared: bool = False,
+    ) -> None:
+        super().__init__()
+        n = 1 if shared else num_scales
+        self.shared = shared or num_scales == 1
+        self.scaling = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(n, rank, in_features))
+        self.lora_B = nn.Parameter(torch.zeros(n, out_features, rank))
+        for a in self.lora_A:
+            # the initialisation of nn.Linear (and of PEFT's LoRA A)
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+
+    def _delta(self, k: int):
+        a, b = self.lora_A[k], self.lora_B[k]
+        return lambda x: (x @ a.transpose(0, 1).to(x.dtype)) @ b.transpose(0, 1).to(x.dtype)
+
+    def forward(self, x: Tensor, ctx: ScaleContext | None) -> Tensor:
+        if self.shared or ctx is None:
+            return self._delta(0)(x) * self.scaling
+        fns = [self._delta(k) for k in range(self.lora_A.shape[0])]
+        return _per_scale(x, ctx.spans, fns) * self.scaling
+
+
+class _Projection(nn.Module):
+    """A zero-initialised map ``d -> d``: full, or low rank ``up(down(x))`` with ``up = 0``."""
+
+    def __init__(self, d_model: int, rank: int | None) -> None:
+        super().__init__()
+        if rank is None:
+            self.down = None
+            self.up = nn.Linear(d_model, d_model, bias=False)
+        else:
+            self.down = nn.Linear(d_model, rank, bias=False)
+            self.up = nn.Linear(rank, d_model, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.up(x if self.down is None else self.down(x))
+
+
+class CrossScaleAggregator(nn.Module):
+    """Both-direction exchange between adjacent scales, computed from pre-fusion states.
+
+    For each adjacent pair (fine k, coarse k+1):
+
+    * coarse to fine: ``phi_k(coarse)`` repeated onto the (one or two) fine tokens each coarse
+      token covers;
+    * fine to coarse: ``phi'_k(fine)`` averaged over the valid fine tokens each coarse token
+      covers.
+
+    Alignment (right-aligned contexts, left-aligned horizons) comes from
+    :meth:`TokenLayout.coarse_maps`.  Padding tokens send nothing.
+
+    Parameters
+    ----------
+    d_model : int
+        Token width.
+    num_scales : int
+        Number of scales (``num_scales - 1`` adjacent pairs).
+    rank : int or None
+        Rank of each projection; ``None`` for a full ``d x d`` map.
+    """
+
+    def __init__(self, d_model: int, num_scales: int, rank: int | None = 64) -> None:
+        super().__init__()
+        pairs = num_scales - 1
+        self.coarse_to_fine = nn.ModuleList(_Projection(d_model, rank) for _ in range(pairs))
+        self.fine_to_coarse = nn.ModuleList(_Projection(d_model, rank) for _ in range(pairs))
+
+    def forward(self, h: Tensor, ctx: ScaleContext) -> Tensor:
+        pieces = [torch.zeros_like(h[:, s.tokens]) for s in ctx.spans]
+        valid = ctx.valid.unsqueeze(-1).to(h.dtype)
+        for k, (fine, coarse) in enumerate(zip(ctx.spans[:-1], ctx.spans[1:], strict=True)):
+            index = ctx.coarse_maps[k]
+            h_fine, h_coarse = h[:, fine.tokens], h[:, coarse.tokens]
+            down = self.coarse_to_fine[k](h_coarse * valid[:, coarse.tokens])
+            pieces[k] = pieces[k] + down[:, index]
+            up = self.fine_to_coarse[k](h_fine * valid[:, fine.tokens])
+            pooled = torch.zeros_like(h_coarse).index_add_(1, index, up)
+            pieces[k + 1] = pieces[k + 1] + pooled / ctx.coarse_counts[k].unsqueeze(-1).to(h.dtype)
+        return torch.cat(pieces, dim=1)

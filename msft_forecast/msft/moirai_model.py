@@ -1,0 +1,419 @@
+"""MSFT on a Moirai backbone: packing scales into tokens, the forward pass, loss and sampling.
+
+Tokens of every scale are packed into one sequence (:mod:`msft_forecast.msft.layout`).  Each
+scale gets its own group id, which the backbone uses as its packing ``sample_id``: attention then
+stays inside a scale (in-scale attention) and the scaler normalises every scale on its own
+(METHOD §2, §4), both without any change to the backbone.  Tokens that hold nothing but padding
+before a series' start get group 0, as in zero-shot Moirai.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msft_forecast.msft.layout import TokenLayout
+from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
+from msft_forecast.msft.strategies import StrategySpec
+
+
+@dataclass
+class MoiraiTokens:
+    """A packed multi-scale batch in the backbone's input format (all ``(B, N, ...)``)."""
+
+    target: Tensor
+    observed: Tensor
+    sample_id: Tensor
+    time_id: Tensor
+    variate_id: Tensor
+    prediction_mask: Tensor
+    patch_size: Tensor
+    ctx: ScaleContext
+
+
+def _patch(values: Tensor, observed: Tensor, n_tokens: int, p: int, *, left: bool):
+    """Pad one segment to ``n_tokens * p`` steps (padding unobserved) and cut it into tokens."""
+    pad = n_tokens * p - values.shape[-1]
+    spec = (pad, 0) if left else (0, pad)
+    values = F.pad(values, spec).reshape(values.shape[0], n_tokens, p)
+    observed = F.pad(observed, spec, value=False).reshape(observed.shape[0], n_tokens, p)
+    return values, observed
+
+
+def pack_tokens(
+    scales: list[Scale],
+    available: Tensor,
+    layout: TokenLayout,
+    max_patch_size: int,
+) -> MoiraiTokens:
+    """Pack all scales of a window batch into one token sequence per row.
+
+    Parameters
+    ----------
+    scales : list of Scale
+        Output of :func:`~msft_forecast.msft.scales.build_scales`.
+    available : Tensor
+        ``(B,)`` long: how many context steps lie after the series' start (the rest is padding).
+    layout : TokenLayout
+        Static layout for these lengths.
+    max_patch_size : int
+        The backbone's largest patch size (token width of its input).
+    """
+    p = layout.patch_size
+    batch = available.shape[0]
+    device = available.device
+    targets, observed, sample_ids, time_ids = [], [], [], []
+    for scale, span in zip(scales, layout.spans, strict=True):
+        cv, co = _patch(
+            scale.context.values, scale.context.observed, span.num_context, p, left=True
+        )
+        hv, ho = _patch(
+            scale.horizon.values, scale.horizon.observed, span.num_horizon, p, left=False
+        )
+        targets += [cv, hv]
+        observed += [co, ho]
+        # available steps at this scale: ceil(a / 2**k) (pairs are right-aligned)
+        avail = -torch.div(-available, 2**scale.level, rounding_mode="floor")
+        real_tokens = -torch.div(-avail, p, rounding_mode="floor")
+        position = torch.arange(span.num_context, device=device)
+        is_real = position.unsqueeze(0) >= (span.num_context - real_tokens).unsqueeze(1)
+        group = scale.level + 1
+        sample_ids += [
+            torch.where(is_real, group, 0),
+            torch.full((batch, span.num_horizon), group, device=device),
+        ]
+        # zero-shot Moirai's time ids: count observed context tokens, horizon continues after
+        ctx_time = (co.any(-1).long().cumsum(-1) - 1).clamp(min=0)
+        last = ctx_time.max(dim=-1, keepdim=True).values
+        hor_time = last + 1 + torch.arange(span.num_horizon, device=device)
+        time_ids += [ctx_time, hor_time]
+    target = F.pad(torch.cat(targets, 1), (0, max_patch_size - p))
+    obs = F.pad(torch.cat(observed, 1), (0, max_patch_size - p), value=False)
+    sample_id = torch.cat(sample_ids, 1).long()
+    prediction_mask = layout.is_horizon_token.to(device).unsqueeze(0).expand(batch, -1)
+    return MoiraiTokens(
+        target=target,
+        observed=obs,
+        sample_id=sample_id,
+        time_id=torch.cat(time_ids, 1),
+        variate_id=torch.zeros_like(sample_id),
+        prediction_mask=prediction_mask,
+        patch_size=torch.full_like(sample_id, p),
+        ctx=ScaleContext.build(layout, sample_id > 0),
+    )
+
+
+def _attach_lora(backbone: nn.Module, spec: StrategySpec) -> None:
+    """Put a :class:`ScaleLoRA` into the backbone's ``lora`` slots named by the strategy."""
+    kwargs = dict(
+        num_scales=spec.num_scales,
+        rank=spec.lora_rank,
+        alpha=spec.lora_alpha,
+        shared=spec.shared_lora,
+    )
+    for layer in backbone.encoder.layers:
+        attn = layer.self_attn
+        names = {"q": attn.q_proj, "k": attn.k_proj, "v": attn.v_proj, "out": attn.out_proj}
+        for target, linear in names.items():
+            if target in spec.lora_targets:
+                attn.lora[target] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
+        if "ffn" in spec.lora_targets:
+            ffn = layer.ffn
+            for name in ("fc1", "fc_gate", "fc2"):
+                linear = getattr(ffn, name)
+                ffn.lora[name] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
+
+
+class MultiScaleMoirai(nn.Module):
+    """A Moirai backbone with the MSFT parts a strategy asks for.
+
+    Parameters
+    ----------
+    backbone : MoiraiModule
+        The backbone this model owns: a structural copy of the shared frozen backbone (its
+        tensors stay shared and frozen) or, for full fine-tuning, a deep copy.
+    spec : StrategySpec
+        What to build and what to train.
+    patch_size : int
+        Patch size used at every scale (one of the backbone's patch sizes).
+    pooling : {"mean", "max", "subsample"}
+        Pooling operation between scales.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from msft_forecast.backbones.cache import get_backbone, structural_copy
+    >>> from msft_forecast.msft.strategies import resolve_strategy
+    >>> bb = get_backbone("moirai-tiny")  # doctest: +SKIP
+    >>> model = MultiScaleMoirai(structural_copy(bb.module), resolve_strategy("msft"), 16)  # doctest: +SKIP
+    >>> ctx = torch.randn(2, 128); fut = torch.randn(2, 32)  # doctest: +SKIP
+    >>> loss, per_scale = model.loss(ctx, ~ctx.isnan(), fut, ~fut.isnan())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, backbone: nn.Module, spec: StrategySpec, patch_size: int, pooling: PoolingOp = "mean"
+    ) -> None:
+        super().__init__()
+        patch_sizes = tuple(int(p) for p in backbone.config.patch_sizes)
+        if patch_size not in patch_sizes:
+            raise ValueError(
+                f"patch_size {patch_size} is not one of this backbone's patch sizes {patch_sizes}."
+            )
+        self.backbone = backbone
+        self.spec = spec
+        self.patch_size = patch_size
+        self.max_patch_size = max(patch_sizes)
+        self.pooling = pooling
+        d_model = backbone.config.d_model
+        self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
+        if spec.lora_targets:
+            _attach_lora(backbone, spec)
+        if spec.aggregator:
+            for layer in backbone.encoder.layers:
+                layer.aggregator = CrossScaleAggregator(
+                    d_model, spec.num_scales, spec.aggregator_rank
+                )
+        # softmax(0) is the uniform initial weighting of METHOD §5
+        self.scale_logits = nn.Parameter(torch.zeros(spec.num_scales))
+        self._layouts: dict[tuple[int, int], TokenLayout] = {}
+        self.set_trainable()
+
+    # ----------------------------------------------------------------------------- parameters
+    def set_trainable(self) -> None:
+        """Freeze and unfreeze tensors as the strategy says."""
+        spec = self.spec
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if not spec.trains:
+            return
+        if spec.train_backbone:
+            self.backbone.requires_grad_(True)
+        if spec.train_head or spec.train_backbone:
+            self.backbone.param_proj.requires_grad_(True)
+        for module in self.msft_modules():
+            module.requires_grad_(True)
+        self.scale_logits.requires_grad_(spec.num_scales > 1 and spec.mixing != "finest")
+
+    def msft_modules(self) -> list[nn.Module]:
+        """The modules MSFT added (adapters, LoRA, aggregators)."""
+        mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]
+        for layer in self.backbone.encoder.layers:
+            mods += list(layer.self_attn.lora.values()) + list(layer.ffn.lora.values())
+            if layer.aggregator is not None:
+                mods.append(layer.aggregator)
+        return mods
+
+    def scale_weights(self) -> Tensor:
+        """Current mixing weights ``softmax(w)`` over the scales."""
+        return torch.softmax(self.scale_logits.float(), dim=0)
+
+    # --------------------------------------------------------------------------------- forward
+    def layout(self, context_length: int, horizon_length: int) -> TokenLayout:
+        key = (context_length, horizon_length)
+        if key not in self._layouts:
+            self._layouts[key] = TokenLayout(
+                context_length, horizon_length, self.patch_size, self.spec.num_scales
+            )
+        return self._layouts[key]
+
+    def tokens(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon: Tensor,
+        horizon_observed: Tensor,
+        available: Tensor | None = None,
+    ) -> tuple[MoiraiTokens, TokenLayout]:
+        """Build scales and pack them; ``available`` defaults to the whole context."""
+        layout = self.layout(context.shape[-1], horizon.shape[-1])
+        scales = build_scales(
+            context, context_observed, horizon, horizon_observed, self.spec.num_scales, self.pooling
+        )
+        if available is None:
+            available = torch.full(
+                (context.shape[0],), context.shape[-1], dtype=torch.long, device=context.device
+            )
+        return pack_tokens(scales, available, layout, self.max_patch_size), layout
+
+    def encode(self, tok: MoiraiTokens) -> tuple[Tensor, Tensor, Tensor]:
+        """Run the backbone with the MSFT parts; returns (representations, loc, scale)."""
+        bb = self.backbone
+        scaled, loc, scale = bb.standardize(
+            tok.target, tok.observed, tok.sample_id, tok.variate_id, tok.prediction_mask
+        )
+        x = bb.embed(scaled, tok.patch_size, tok.prediction_mask)
+        if self.adapters is not None:
+            x = self.adapters(x, tok.ctx)
+        bias = bb.attention_bias(tok.sample_id, tok.variate_id, tok.time_id)
+        for layer in bb.encoder.layers:
+            x = layer(x, bias, scale_ctx=tok.ctx)
+        return bb.encoder.norm(x), loc, scale
+
+    def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout):
+        reprs, loc, scale = self.encode(tok)
+        out = []
+        for span in layout.spans:
+            sl = span.horizon_tokens
+            out.append(
+                self.backbone.distribution(
+                    reprs[:, sl], tok.patch_size[:, sl], loc[:, sl], scale[:, sl]
+                )
+            )
+        return out
+
+    def _flatten_horizon(self, values: Tensor, span) -> Tensor:
+        """``(..., n_tokens, P)`` token values of a horizon -> ``(..., H_k)`` steps."""
+        values = values[..., : self.patch_size]
+        return values.flatten(-2)[..., : span.horizon_steps]
+
+    # ------------------------------------------------------------------------------------ loss
+    def loss(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon: Tensor,
+        horizon_observed: Tensor,
+        available: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Weighted per-scale NLL against the pooled targets; returns (loss, per-scale losses)."""
+        tok, layout = self.tokens(context, context_observed, horizon, horizon_observed, available)
+        distributions = self._horizon_distributions(tok, layout)
+        per_scale = []
+        for span, distr in zip(layout.spans, distributions, strict=True):
+            sl = span.horizon_tokens
+            target = tok.target[:, sl]
+            mask = tok.observed[:, sl].clone()
+            mask[..., self.patch_size :] = False
+            nll = -distr.log_prob(target)
+            count = mask.sum()
+            per_scale.append(torch.where(mask, nll, 0.0).sum() / count.clamp(min=1))
+        losses = torch.stack(per_scale)
+        if self.spec.mixing == "finest" and self.spec.num_scales > 1:
+            # "without mixing": scales still train, but with fixed uniform weights
+            weights = torch.full_like(losses, 1.0 / losses.numel())
+        else:
+            weights = self.scale_weights().to(losses.dtype)
+        return (weights * losses).sum(), losses.detach()
+
+    # ------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def forecast(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon_length: int,
+        num_samples: int,
+        available: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-scale and blended forecasts.
+
+        Returns
+        -------
+        dict
+            ``mean`` ``(B, H)`` (the blend's mean, from the distributions' means),
+            ``samples`` ``(B, S, H)``, ``scale_means`` ``(B, K+1, H)`` upsampled per-scale
+            means and ``weights`` ``(K+1,)``.
+        """
+        batch = context.shape[0]
+        horizon = context.new_zeros(batch, horizon_length)
+        tok, layout = self.tokens(
+            context,
+            context_observed,
+            horizon,
+            torch.zeros_like(horizon, dtype=torch.bool),
+            available,
+        )
+        distributions = self._horizon_distributions(tok, layout)
+        means, samples = [], []
+        for span, distr in zip(layout.spans, distributions, strict=True):
+            mean = self._flatten_horizon(distr.mean.float(), span)
+            means.append(upsample_horizon(mean, span.level, horizon_length))
+            draw = _sample(distr, num_samples, generator).float()  # (S, B, n, P)
+            draw = self._flatten_horizon(draw, span)
+            samples.append(upsample_horizon(draw, span.level, horizon_length).transpose(0, 1))
+        return blend(
+            torch.stack(means, 1),
+            torch.stack(samples, 1),
+            self.mixing_weights(),
+            self.spec.mixing,
+            generator,
+        )
+
+    def mixing_weights(self) -> Tensor:
+        """Weights used at inference (one-hot on scale 0 for ``mixing="finest"``)."""
+        if self.spec.mixing == "finest":
+            w = torch.zeros(self.spec.num_scales, device=self.scale_logits.device)
+            w[0] = 1.0
+            return w
+        return self.scale_weights()
+
+
+def _sample(distr, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    """Draw samples under a private RNG stream so forecasts are reproducible."""
+    if generator is None:
+        return distr.sample(torch.Size((num_samples,)))
+    devices = [] if generator.device.type == "cpu" else [generator.device]
+    with torch.random.fork_rng(devices=devices):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        torch.manual_seed(seed)
+        return distr.sample(torch.Size((num_samples,)))
+
+
+def blend(
+    scale_means: Tensor,
+    scale_samples: Tensor,
+    weights: Tensor,
+    mixing: str,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Combine per-scale forecasts (METHOD §5).
+
+    Parameters
+    ----------
+    scale_means : Tensor
+        ``(B, K+1, H)`` per-scale means at the original resolution.
+    scale_samples : Tensor
+        ``(B, K+1, S, H)`` per-scale sample paths.
+    weights : Tensor
+        ``(K+1,)`` mixing weights summing to one.
+    mixing : {"blend", "mixture", "finest"}
+        ``"blend"``: the paper's sample-by-sample weighted sum; ``"mixture"``: each sample path
+        is taken whole from scale k with probability ``w_k`` (a true mixture, wider and better
+        calibrated intervals); ``"finest"``: weights are one-hot on scale 0.
+
+    Returns
+    -------
+    dict
+        ``mean`` ``(B, H)``, ``samples`` ``(B, S, H)``, ``scale_means``, ``weights``.
+    """
+    w = weights.to(scale_means.dtype)
+    mean = torch.einsum("k,bkh->bh", w, scale_means)
+    if mixing == "mixture":
+        batch, _, num_samples, _ = scale_samples.shape
+        choice = (
+            torch.multinomial(
+                w.cpu().expand(batch * num_samples, -1),
+                1,
+                replacement=True,
+                generator=_cpu(generator),
+            )
+            .view(batch, 1, num_samples, 1)
+            .to(scale_samples.device)
+        )
+        samples = scale_samples.gather(1, choice.expand(-1, -1, -1, scale_samples.shape[-1]))[:, 0]
+    else:
+        samples = torch.einsum("k,bksh->bsh", w, scale_samples)
+    return {"mean": mean, "samples": samples, "scale_means": scale_means, "weights": w}
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    g = torch.Generator()
+    g.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
+    return g

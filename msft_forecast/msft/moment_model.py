@@ -1,0 +1,241 @@
+"""MSFT on a MOMENT backbone (METHOD §5b).
+
+MOMENT reads a fixed ``seq_len`` (512) input cut into patches of 8, normalises each series with
+RevIN and has no forecasting head from pre-training.  Scale ``k`` gets ``seq_len / 2**k`` input
+steps (the pooled context, left-padded and masked), its own RevIN statistics, the frozen patch
+embedding with positions restarting at 0, and its own adapter; all scales run through one
+encoder pass with a block-diagonal mask, and each scale has a linear forecasting head
+(flattened tokens -> ``H_k`` steps).  The loss is the weighted MSE against the pooled targets in
+each scale's RevIN-normalised units, so series of any magnitude weigh the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msft_forecast.msft.layout import TokenLayout
+from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
+from msft_forecast.msft.strategies import StrategySpec
+
+
+class MultiScaleMoment(nn.Module):
+    """A MOMENT backbone with per-scale forecasting heads and the MSFT parts of a strategy.
+
+    Parameters
+    ----------
+    backbone : MomentModule
+        Owned copy of the backbone (structural copy sharing frozen tensors, or a deep copy for
+        full fine-tuning).
+    spec : StrategySpec
+        What to build and train; ``"zero-shot"`` is refused (MOMENT cannot forecast without a
+        trained head).
+    horizon_length : int
+        Steps the forecasting heads produce at scale 0.
+    pooling : {"mean", "max", "subsample"}
+        Pooling between scales.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        spec: StrategySpec,
+        horizon_length: int,
+        pooling: PoolingOp = "mean",
+    ) -> None:
+        super().__init__()
+        if not spec.trains:
+            raise ValueError(
+                "MOMENT has no forecasting head from pre-training, so it cannot forecast zero-shot. "
+                "Use fit_strategy='linear-probe' (MOMENT's standard fine-tuning: frozen encoder, "
+                "trained head), 'lora', 'msft' or 'full'."
+            )
+        cfg = backbone.config
+        self.seq_len = int(cfg.seq_len)
+        self.patch_len = int(cfg.patch_len)
+        max_scales = 1
+        while (
+            self.seq_len // 2**max_scales >= self.patch_len
+            and (self.seq_len // 2**max_scales) % self.patch_len == 0
+        ):
+            max_scales += 1
+        if spec.num_scales > max_scales:
+            raise ValueError(
+                f"MOMENT's {self.seq_len}-step input allows at most {max_scales} scales "
+                f"(each needs a whole number of {self.patch_len}-step patches); got num_scales="
+                f"{spec.num_scales}."
+            )
+        self.backbone = backbone
+        self.spec = spec
+        self.horizon_length = horizon_length
+        self.pooling = pooling
+        d_model = int(cfg.d_model)
+        self.layout = TokenLayout(self.seq_len, 0, self.patch_len, spec.num_scales)
+        self.heads = nn.ModuleList(
+            nn.Linear(span.num_context * d_model, -(-horizon_length // 2**span.level))
+            for span in self.layout.spans
+        )
+        self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
+        lora = dict(
+            num_scales=spec.num_scales,
+            rank=spec.lora_rank,
+            alpha=spec.lora_alpha,
+            shared=spec.shared_lora,
+        )
+        for block in backbone.encoder.block:
+            attn = block.layer[0].SelfAttention
+            for name in ("q", "k", "v"):
+                if name in spec.lora_targets:
+                    lin = getattr(attn, name)
+                    attn.lora[name] = ScaleLoRA(lin.in_features, lin.out_features, **lora)
+            if "out" in spec.lora_targets:
+                attn.lora["o"] = ScaleLoRA(attn.o.in_features, attn.o.out_features, **lora)
+            if "ffn" in spec.lora_targets:
+                ffn = block.layer[1].DenseReluDense
+                for name in ("wi_0", "wi_1", "wo"):
+                    lin = getattr(ffn, name)
+                    ffn.lora[name] = ScaleLoRA(lin.in_features, lin.out_features, **lora)
+            if spec.aggregator:
+                block.aggregator = CrossScaleAggregator(
+                    d_model, spec.num_scales, spec.aggregator_rank
+                )
+        self.scale_logits = nn.Parameter(torch.zeros(spec.num_scales))
+        position = torch.cat([torch.arange(s.num_context) for s in self.layout.spans]).unsqueeze(0)
+        self.register_buffer("position_ids", position, persistent=False)
+        self.set_trainable()
+
+    def set_trainable(self) -> None:
+        """Freeze and unfreeze tensors as the strategy says (heads are always trained)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if self.spec.train_backbone:
+            self.backbone.requires_grad_(True)
+            self.backbone.encoder.requires_grad_(True)
+        self.heads.requires_grad_(True)
+        for module in self.msft_modules():
+            module.requires_grad_(True)
+        self.scale_logits.requires_grad_(self.spec.num_scales > 1 and self.spec.mixing != "finest")
+
+    def msft_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]
+        for block in self.backbone.encoder.block:
+            mods += list(block.layer[0].SelfAttention.lora.values())
+            mods += list(block.layer[1].DenseReluDense.lora.values())
+            if block.aggregator is not None:
+                mods.append(block.aggregator)
+        return mods
+
+    def scale_weights(self) -> Tensor:
+        return torch.softmax(self.scale_logits.float(), dim=0)
+
+    def mixing_weights(self) -> Tensor:
+        if self.spec.mixing == "finest":
+            w = torch.zeros(self.spec.num_scales, device=self.scale_logits.device)
+            w[0] = 1.0
+            return w
+        return self.scale_weights()
+
+    def _check_context(self, context: Tensor) -> None:
+        if context.shape[-1] > self.seq_len:
+            raise ValueError(
+                f"MOMENT reads at most {self.seq_len} context steps; got {context.shape[-1]}. "
+                f"Use context_length <= {self.seq_len}."
+            )
+
+    def _predict_normalised(
+        self, context: Tensor, context_observed: Tensor, horizon: Tensor, horizon_observed: Tensor
+    ):
+        """Per-scale predictions in RevIN units, with the per-scale statistics and targets."""
+        self._check_context(context)
+        bb = self.backbone
+        scales = build_scales(
+            context, context_observed, horizon, horizon_observed, self.spec.num_scales, self.pooling
+        )
+        tokens, masks, stats = [], [], []
+        for scale, span in zip(scales, self.layout.spans, strict=True):
+            pad = span.context_steps - scale.context.values.shape[-1]
+            x = F.pad(scale.context.values, (pad, 0))
+            mask = F.pad(scale.context.observed, (pad, 0), value=False)
+            x_norm, st = bb.normalize(x, mask)
+            # a series with no observed step has no statistics: leave it unscaled
+            st = type(st)(torch.nan_to_num(st.mean, nan=0.0), torch.nan_to_num(st.stdev, nan=1.0))
+            tokens.append(bb.patchify_embed(x_norm, mask))
+            masks.append(mask.reshape(mask.shape[0], -1, self.patch_len).any(-1))
+            stats.append(st)
+        x = torch.cat(tokens, 1)
+        key_valid = torch.cat(masks, 1)
+        ctx = ScaleContext.build(self.layout, key_valid)
+        if self.adapters is not None:
+            x = self.adapters(x, ctx)
+        same_scale = self.layout.scale_of_token.to(x.device)
+        allowed = (same_scale[:, None] == same_scale[None, :]).unsqueeze(0) & key_valid[:, None, :]
+        # a query whose scale has no observed patch would attend to nothing: let it see itself
+        allowed = allowed | torch.eye(allowed.shape[-1], dtype=torch.bool, device=x.device)
+        bias = bb.attention_bias(allowed, self.position_ids)
+        hidden = bb.encode(x, bias, scale_ctx=ctx)
+        preds = []
+        for span, head in zip(self.layout.spans, self.heads, strict=True):
+            preds.append(head(hidden[:, span.tokens].flatten(1)))
+        return preds, stats, scales
+
+    def loss(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon: Tensor,
+        horizon_observed: Tensor,
+        available: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Weighted per-scale MSE against pooled targets in RevIN units."""
+        preds, stats, scales = self._predict_normalised(
+            context, context_observed, horizon, horizon_observed
+        )
+        losses = []
+        for pred, st, scale in zip(preds, stats, scales, strict=True):
+            target = (scale.horizon.values - st.mean) / st.stdev
+            mask = scale.horizon.observed
+            err = torch.where(mask, (pred[:, : target.shape[-1]] - target) ** 2, 0.0)
+            losses.append(err.sum() / mask.sum().clamp(min=1))
+        losses_t = torch.stack(losses)
+        if self.spec.mixing == "finest" and self.spec.num_scales > 1:
+            weights = torch.full_like(losses_t, 1.0 / losses_t.numel())
+        else:
+            weights = self.scale_weights().to(losses_t.dtype)
+        return (weights * losses_t).sum(), losses_t.detach()
+
+    @torch.no_grad()
+    def forecast(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon_length: int,
+        num_samples: int = 0,
+        available: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Blended point forecast and per-scale forecasts (no samples: MOMENT is not
+        probabilistic; the engine adds split-conformal intervals)."""
+        if horizon_length > self.horizon_length:
+            raise ValueError(
+                f"This MOMENT model's forecasting heads were trained for {self.horizon_length} "
+                f"steps; it cannot forecast {horizon_length}. Fit with a prediction length of at "
+                f"least {horizon_length}."
+            )
+        batch = context.shape[0]
+        horizon = context.new_zeros(batch, self.horizon_length)
+        preds, stats, _ = self._predict_normalised(
+            context, context_observed, horizon, torch.zeros_like(horizon, dtype=torch.bool)
+        )
+        means = []
+        for span, pred, st in zip(self.layout.spans, preds, stats, strict=True):
+            values = self.backbone.denormalize(pred.float(), st)
+            means.append(upsample_horizon(values, span.level, horizon_length))
+        scale_means = torch.stack(means, 1)
+        w = self.mixing_weights().to(scale_means.dtype)
+        return {
+            "mean": torch.einsum("k,bkh->bh", w, scale_means),
+            "scale_means": scale_means,
+            "weights": w,
+        }

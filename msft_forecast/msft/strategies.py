@@ -1,0 +1,143 @@
+"""Fine-tuning strategies: which parts exist and which are trained (METHOD §6-7).
+
+Every strategy runs through the same model and training code; a strategy is only a
+:class:`StrategySpec` saying which MSFT parts to build and which tensors to train.
+
+=================  ======  ========  =====  ==========  =====  ========
+strategy           scales  adapters  LoRA   aggregator  head   backbone
+=================  ======  ========  =====  ==========  =====  ========
+``"msft"``         K + 1   per scale per    yes         yes    frozen
+                                     scale
+``"lora"``         1       no        one    no          yes    frozen
+``"full"``         1       no        no     no          yes    trained
+``"linear-probe"`` 1       no        no     no          yes    frozen
+``"zero-shot"``    1       no        no     no          no     frozen
+=================  ======  ========  =====  ==========  =====  ========
+
+The ablations of the paper are switches on ``"msft"``: ``aggregator=False``,
+``shared_lora=True``, ``mixing="finest"`` (train on all scales, forecast with scale 0 only) and
+``num_scales=1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FitStrategy = Literal["msft", "lora", "full", "linear-probe", "zero-shot"]
+FIT_STRATEGIES: tuple[str, ...] = ("msft", "lora", "full", "linear-probe", "zero-shot")
+MixingMode = Literal["blend", "mixture", "finest"]
+MIXING_MODES: tuple[str, ...] = ("blend", "mixture", "finest")
+LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "out", "ffn")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """What a fine-tuning strategy builds and trains.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`FIT_STRATEGIES`.
+    num_scales : int
+        Number of scales including the original (``K + 1``).
+    scale_adapters : bool
+        Per-scale identity-initialised input adapters.
+    lora_targets : tuple of str
+        Projections that get LoRA (subset of ``("q", "k", "v", "out", "ffn")``); empty for none.
+    lora_rank, lora_alpha : int, float
+        LoRA rank and alpha.
+    shared_lora : bool
+        One LoRA for all scales instead of one per scale.
+    aggregator : bool
+        Cross-scale aggregator in every layer.
+    aggregator_rank : int or None
+        Rank of the aggregator maps (None: full ``d x d``).
+    mixing : {"blend", "mixture", "finest"}
+        How the per-scale forecasts are combined at inference.
+    train_head : bool
+        Train the output head (Moirai's distribution projection; MOMENT's forecasting head).
+    train_backbone : bool
+        Train every backbone weight (full fine-tuning).
+    trains : bool
+        False for zero-shot (nothing is trained).
+    """
+
+    name: str
+    num_scales: int = 1
+    scale_adapters: bool = False
+    lora_targets: tuple[str, ...] = ()
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    shared_lora: bool = False
+    aggregator: bool = False
+    aggregator_rank: int | None = 64
+    mixing: MixingMode = "blend"
+    train_head: bool = True
+    train_backbone: bool = False
+    trains: bool = True
+
+
+def resolve_strategy(
+    fit_strategy: str = "msft",
+    *,
+    num_scales: int = 4,
+    lora_rank: int = 16,
+    lora_alpha: float = 16.0,
+    lora_targets: tuple[str, ...] | list[str] = ("q", "k", "v"),
+    shared_lora: bool = False,
+    aggregator: bool = True,
+    aggregator_rank: int | None = 64,
+    mixing: str = "blend",
+    train_head: bool = True,
+) -> StrategySpec:
+    """Turn user settings into a :class:`StrategySpec`, validating every value.
+
+    Settings that a strategy does not use (e.g. ``num_scales`` for ``"full"``) are ignored.
+
+    Examples
+    --------
+    >>> resolve_strategy("msft", num_scales=4).lora_targets
+    ('q', 'k', 'v')
+    >>> resolve_strategy("full").num_scales
+    1
+    """
+    if fit_strategy not in FIT_STRATEGIES:
+        raise ValueError(f"fit_strategy must be one of {FIT_STRATEGIES}, got {fit_strategy!r}.")
+    if mixing not in MIXING_MODES:
+        raise ValueError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}.")
+    if not isinstance(num_scales, int) or num_scales < 1:
+        raise ValueError(
+            f"num_scales must be an integer >= 1 (1 = no extra scale), got {num_scales!r}."
+        )
+    targets = tuple(lora_targets)
+    unknown = sorted(set(targets) - set(LORA_TARGETS))
+    if unknown:
+        raise ValueError(f"lora_targets must be among {LORA_TARGETS}, got unknown {unknown}.")
+    if int(lora_rank) < 1:
+        raise ValueError(f"lora_rank must be >= 1, got {lora_rank!r}.")
+    if aggregator_rank is not None and int(aggregator_rank) < 1:
+        raise ValueError(f"aggregator_rank must be >= 1 or None, got {aggregator_rank!r}.")
+    lora = dict(lora_rank=int(lora_rank), lora_alpha=float(lora_alpha))
+    if fit_strategy == "msft":
+        return StrategySpec(
+            "msft",
+            num_scales=num_scales,
+            scale_adapters=num_scales > 1,
+            lora_targets=targets,
+            shared_lora=shared_lora,
+            aggregator=aggregator and num_scales > 1,
+            aggregator_rank=aggregator_rank,
+            mixing=mixing if num_scales > 1 else "blend",
+            train_head=train_head,
+            **lora,
+        )
+    if fit_strategy == "lora":
+        return StrategySpec(
+            "lora", lora_targets=targets, shared_lora=True, train_head=train_head, **lora
+        )
+    if fit_strategy == "full":
+        return StrategySpec("full", train_backbone=True)
+    if fit_strategy == "linear-probe":
+        return StrategySpec("linear-probe")
+    return StrategySpec("zero-shot", train_head=False, trains=False)

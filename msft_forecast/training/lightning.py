@@ -1,0 +1,205 @@
+"""The Lightning side of fine-tuning: the LightningModule, data module and callbacks.
+
+Lightning owns the loop (devices, precision, DDP, gradient clipping, early stopping, progress
+bar, time limit); this module only says what a step computes and which tensors the optimiser
+sees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from msft_forecast.training.windows import WindowDataset
+
+_NO_DECAY_HINTS = ("norm", "bias", "embedding", "mask_encoding", "scale_logits")
+
+
+def parameter_groups(
+    model: nn.Module, learning_rate: float, scale_weight_lr: float, weight_decay: float
+) -> list[dict]:
+    """AdamW groups: decayed weights, undecayed norms/biases/embeddings, and the scale weights
+    with their own learning rate."""
+    decay, no_decay, scale = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.endswith("scale_logits"):
+            scale.append(param)
+        elif param.ndim < 2 or any(h in name for h in _NO_DECAY_HINTS):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr": learning_rate},
+        {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate},
+        {"params": scale, "weight_decay": 0.0, "lr": scale_weight_lr},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; fitting stops and nothing is kept."""
+
+
+class FineTuneModule(L.LightningModule):
+    """Wraps a multi-scale model: the step computes its weighted per-scale loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``MultiScaleMoirai`` or ``MultiScaleMoment`` (anything with ``loss(**batch)``
+        returning ``(loss, per_scale_losses)`` and ``scale_weights()``).
+    learning_rate, scale_weight_lr, weight_decay : float
+        AdamW settings (betas 0.9, 0.98 as in the paper).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        learning_rate: float,
+        scale_weight_lr: float = 1e-2,
+        weight_decay: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.learning_rate = learning_rate
+        self.scale_weight_lr = scale_weight_lr
+        self.weight_decay = weight_decay
+
+    def _log_scales(self, prefix: str, per_scale: torch.Tensor, on_step: bool) -> None:
+        for k, value in enumerate(per_scale):
+            self.log(f"{prefix}_loss_scale{k}", value, on_step=on_step, on_epoch=not on_step)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, per_scale = self.model.loss(**batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The training loss is {loss.item()} at step {self.global_step}. Lower the "
+                f"learning_rate, check the data for extreme values, or use precision='32-true'."
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        if per_scale.numel() > 1:
+            self._log_scales("train", per_scale, on_step=True)
+            for k, w in enumerate(self.model.scale_weights()):
+                self.log(f"scale_weight{k}", w, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, per_scale = self.model.loss(**batch)
+        size = batch["context"].shape[0]
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
+        if per_scale.numel() > 1:
+            self._log_scales("val", per_scale, on_step=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = parameter_groups(
+            self.model, self.learning_rate, self.scale_weight_lr, self.weight_decay
+        )
+        return torch.optim.AdamW(groups, betas=(0.9, 0.98))
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Random training windows (``batches_per_epoch`` batches per epoch) and fixed validation
+    windows.  Each DDP rank draws its own reproducible stream of training windows."""
+
+    def __init__(
+        self,
+        train: WindowDataset,
+        validation: WindowDataset | None,
+        batch_size: int,
+        batches_per_epoch: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.train = train
+        self.validation = validation
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        generator = torch.Generator().manual_seed(self.seed + 7919 * rank)
+        sampler = RandomSampler(
+            self.train,
+            replacement=True,
+            num_samples=self.batches_per_epoch * self.batch_size,
+            generator=generator,
+        )
+        return DataLoader(self.train, batch_size=self.batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.validation is None:
+            return []
+        return DataLoader(self.validation, batch_size=self.batch_size, shuffle=False)
+
+
+class KeepBestTrainable(Callback):
+    """Keep the trainable tensors of the best validation step in memory; restore them at the end.
+
+    Lightning's ``ModelCheckpoint`` writes the whole model, frozen backbone included, to disk;
+    only the few trainable tensors change, so they are all that is kept.
+    """
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_step = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not torch.isfinite(value) or float(value) >= self.best:
+            return
+        self.best = float(value)
+        self.best_step = trainer.global_step
+        self.state = {
+            name: p.detach().clone()
+            for name, p in pl_module.model.named_parameters()
+            if p.requires_grad
+        }
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is None:
+            return
+        params = dict(pl_module.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.state.items():
+                params[name].copy_(value)
+
+
+class TrainingHistory(Callback):
+    """Records the training loss of every step, and the validation loss and scale weights of
+    every validation run, for reports and the fitted model's ``history``."""
+
+    def __init__(self) -> None:
+        self.train_loss: list[tuple[int, float]] = []
+        self.val_loss: list[tuple[int, float]] = []
+        self.scale_weights: list[tuple[int, list[float]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.train_loss.append((trainer.global_step, float(loss)))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get("val_loss")
+        if trainer.sanity_checking or value is None:
+            return
+        self.val_loss.append((trainer.global_step, float(value)))
+        weights = pl_module.model.scale_weights().detach().cpu().tolist()
+        self.scale_weights.append((trainer.global_step, weights))
+
+    def as_dict(self) -> dict[str, list]:
+        return {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "scale_weights": self.scale_weights,
+        }

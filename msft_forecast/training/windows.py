@@ -1,0 +1,177 @@
+"""Training and validation windows, cut lazily from one or many series.
+
+Series are 1-D float arrays with NaN for missing values (a multivariate series is split into
+its channels by the front ends: channel-independent modelling).  A window is identified by its
+forecast origin ``t``: context ``y[t - C : t]`` (left-padded when the series is shorter) and
+horizon ``y[t : t + H]``.  Nothing is materialised ahead of time, so memory depends on the batch
+size, not on the length of the series.
+
+Validation windows have their horizon inside the last ``validation`` steps of each series;
+training windows have theirs before it, so no training target is ever seen in validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class OriginRange:
+    """Forecast origins ``start, start + step, ..., < stop`` of one series."""
+
+    series: int
+    start: int
+    stop: int
+    step: int = 1
+
+    def __len__(self) -> int:
+        return max(0, -(-(self.stop - self.start) // self.step))
+
+
+def cut_window(
+    series: np.ndarray, origin: int, context_length: int, horizon_length: int
+) -> dict[str, torch.Tensor]:
+    """The window of ``series`` whose forecast starts at index ``origin``.
+
+    Returns float32 ``context``/``horizon`` with 0 where unobserved, bool ``*_observed`` masks,
+    and ``available``: how many context steps lie on or after the series' start.
+    """
+    lo = max(0, origin - context_length)
+    ctx = np.full(context_length, np.nan, dtype=np.float64)
+    ctx[context_length - (origin - lo) :] = series[lo:origin]
+    hor = np.full(horizon_length, np.nan, dtype=np.float64)
+    fut = series[origin : origin + horizon_length]
+    hor[: fut.shape[0]] = fut
+    c_obs, h_obs = np.isfinite(ctx), np.isfinite(hor)
+    return {
+        "context": torch.from_numpy(np.where(c_obs, ctx, 0.0).astype(np.float32)),
+        "context_observed": torch.from_numpy(c_obs),
+        "horizon": torch.from_numpy(np.where(h_obs, hor, 0.0).astype(np.float32)),
+        "horizon_observed": torch.from_numpy(h_obs),
+        "available": torch.tensor(origin - lo, dtype=torch.long),
+    }
+
+
+class WindowDataset(Dataset):
+    """Windows at the origins given by a list of :class:`OriginRange` (computed on access).
+
+    Parameters
+    ----------
+    series : sequence of ndarray
+        1-D float series, NaN for missing values.
+    ranges : sequence of OriginRange
+        Which origins of which series form the dataset.
+    context_length, horizon_length : int
+        Window lengths.
+    """
+
+    def __init__(
+        self,
+        series: Sequence[np.ndarray],
+        ranges: Sequence[OriginRange],
+        context_length: int,
+        horizon_length: int,
+    ) -> None:
+        self.series = series
+        self.ranges = [r for r in ranges if len(r) > 0]
+        self.context_length = context_length
+        self.horizon_length = horizon_length
+        self._cumulative = np.cumsum([len(r) for r in self.ranges], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._cumulative[-1]) if len(self._cumulative) else 0
+
+    def origin(self, index: int) -> tuple[int, int]:
+        """(series index, origin) of window ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        which = int(np.searchsorted(self._cumulative, index, side="right"))
+        before = int(self._cumulative[which - 1]) if which else 0
+        r = self.ranges[which]
+        return r.series, r.start + (index - before) * r.step
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        series, origin = self.origin(int(index))
+        return cut_window(self.series[series], origin, self.context_length, self.horizon_length)
+
+
+@dataclass(frozen=True)
+class WindowSplit:
+    """Training and validation windows of a collection of series."""
+
+    train: WindowDataset
+    validation: WindowDataset | None
+
+
+def validation_length(length: int, validation: float | int | None, horizon_length: int) -> int:
+    """Steps at the end of a series reserved for validation (0 when it cannot hold a horizon)."""
+    if validation is None or validation == 0:
+        return 0
+    steps = int(round(validation * length)) if isinstance(validation, float) else int(validation)
+    return steps if steps >= horizon_length else 0
+
+
+def split_windows(
+    series: Sequence[np.ndarray],
+    context_length: int,
+    horizon_length: int,
+    *,
+    validation: float | int | None = 0.1,
+    min_context: int | None = None,
+    max_validation_windows: int = 256,
+) -> WindowSplit:
+    """Training windows from the start of every series, validation windows from its end.
+
+    Parameters
+    ----------
+    series : sequence of ndarray
+        1-D float series with NaN for missing values.
+    context_length, horizon_length : int
+        Window lengths.
+    validation : float, int or None, default 0.1
+        Fraction of each series' length (float) or number of steps (int) held out at its end;
+        a series whose held-out tail is shorter than one horizon contributes no validation
+        window.  ``None`` or 0: no validation.
+    min_context : int, optional
+        Fewest context steps a training window must have (default ``min(C, H)``).
+    max_validation_windows : int
+        Cap on validation windows in total (spread evenly), to keep validation cheap.
+
+    Raises
+    ------
+    ValueError
+        When no series is long enough for a single training window (the message gives the
+        minimum length).
+    """
+    min_context = min(context_length, horizon_length) if min_context is None else min_context
+    min_context = max(1, min_context)
+    train_ranges, val_ranges = [], []
+    for i, s in enumerate(series):
+        n = int(s.shape[0])
+        n_val = validation_length(n, validation, horizon_length)
+        train_end = n - n_val
+        # training horizons end by train_end; origins need min_context steps before them
+        train_ranges.append(OriginRange(i, min_context, train_end - horizon_length + 1))
+        if n_val:
+            val_ranges.append(OriginRange(i, train_end, n - horizon_length + 1))
+    train = WindowDataset(series, train_ranges, context_length, horizon_length)
+    if len(train) == 0:
+        longest = max((int(s.shape[0]) for s in series), default=0)
+        raise ValueError(
+            f"No series is long enough to fine-tune on: a training window needs at least "
+            f"{min_context + horizon_length} observations (context of {min_context} + horizon of "
+            f"{horizon_length}) before the validation tail, and the longest series has {longest}. "
+            f"Pass a longer series, a shorter prediction_length, or validation=None."
+        )
+    val = None
+    total_val = sum(len(r) for r in val_ranges)
+    if total_val:
+        step = max(1, -(-total_val // max_validation_windows))
+        val_ranges = [OriginRange(r.series, r.start, r.stop, step) for r in val_ranges]
+        val = WindowDataset(series, val_ranges, context_length, horizon_length)
+    return WindowSplit(train, val)

@@ -294,13 +294,15 @@ class MSFTEngine:
             return int(np.random.default_rng().integers(0, 2**31 - 1))
         return int(rs) % (2**31 - 1)
 
-    def build_model(self, patch_size: int | None, horizon_length: int) -> torch.nn.Module:
-        """A fresh, untrained multi-scale model for these settings."""
+    def build_model(
+        self, patch_size: int | None, horizon_length: int, spec: StrategySpec | None = None
+    ) -> torch.nn.Module:
+        """A fresh, untrained multi-scale model for these settings (or for ``spec``)."""
         from msft_forecast.msft.moirai_model import MultiScaleMoirai
         from msft_forecast.msft.moment_model import MultiScaleMoment
 
         loaded = self._backbone()
-        spec = self.settings.strategy_spec()
+        spec = self.settings.strategy_spec() if spec is None else spec
         module = (
             copy.deepcopy(loaded.module) if spec.train_backbone else structural_copy(loaded.module)
         )
@@ -328,18 +330,40 @@ class MSFTEngine:
         return fitting or [min(sizes)]
 
     # ------------------------------------------------------------------------------------- fit
-    def fit(self, series: Sequence[np.ndarray], *, freq: str | None = None) -> MSFTEngine:
+    def fit(
+        self,
+        series: Sequence[np.ndarray],
+        *,
+        freq: str | None = None,
+        warm_start: bool = False,
+        max_steps: int | None = None,
+    ) -> MSFTEngine:
         """Fine-tune on a collection of 1-D series (NaN = missing).
 
         On any error (including ``KeyboardInterrupt``) the engine is left as it was before the
         call: a failed fine-tune never leaves a half-fitted model behind.
+
+        Parameters
+        ----------
+        series : sequence of ndarray
+            1-D float series; one per channel of every series (channel-independent).
+        freq : str, optional
+            pandas frequency of the data; narrows the patch sizes tried by ``patch_size="auto"``.
+        warm_start : bool, default False
+            Continue from the current fitted weights (same patch size) instead of starting
+            from the backbone: sktime's ``update(update_params=True)`` and fine-tuning a
+            pre-trained (``pretrain``) model on new series.
+        max_steps : int, optional
+            Step budget of this call (default the setting ``max_steps``).
         """
         series = _as_series(series)
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
+        start_from = self if warm_start and self.model_ is not None else None
+        steps = int(self.settings.max_steps if max_steps is None else max_steps)
         with torch.random.fork_rng(devices=devices), _quiet_lightning(self.settings.verbose):
             torch.manual_seed(seed)
-            model, report, residuals = self._fit(series, freq, seed)
+            model, report, residuals = self._fit(series, freq, seed, start_from, steps)
         self.model_, self.report_, self.residuals_ = model, report, residuals
         self.backbone_source_ = self._source_record()
         return self
@@ -353,7 +377,14 @@ class MSFTEngine:
             "fell_back": src.fell_back,
         }
 
-    def _fit(self, series: list[np.ndarray], freq: str | None, seed: int):
+    def _fit(
+        self,
+        series: list[np.ndarray],
+        freq: str | None,
+        seed: int,
+        start_from: MSFTEngine | None,
+        max_steps: int,
+    ):
         import time
 
         start = time.perf_counter()
@@ -364,15 +395,20 @@ class MSFTEngine:
         if spec.name == "zero-shot" and self._backbone().kind == "moment":
             self.build_model(None, H)  # raises the explanatory error
         scores: dict[int, float] = {}
-        if s.patch_size == "auto":
+        if start_from is not None:
+            patch_size = start_from.report_.patch_size
+            scores = dict(start_from.report_.patch_size_scores)
+        elif s.patch_size == "auto":
             patch_size, scores = self._choose_patch_size(split, freq)
         else:
             patch_size = int(s.patch_size)
         model = self.build_model(patch_size, H)
+        if start_from is not None:
+            _load_trainable(model, start_from.trainable_state())
         report = FitReport(patch_size=patch_size, patch_size_scores=scores)
         report.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        if spec.trains and s.max_steps > 0:
-            self._train(model, split, seed, report)
+        if spec.trains and max_steps > 0:
+            self._train(model, split, seed, report, max_steps)
         model.eval()
         residuals = None
         if self._backbone().kind == "moment":
@@ -396,7 +432,8 @@ class MSFTEngine:
         batch = torch.utils.data.default_collate([data[int(i)] for i in idx])
         scores = {}
         for p in candidates:
-            model = self.build_model(p, self.settings.prediction_length).eval()
+            bare = resolve_strategy("zero-shot")
+            model = self.build_model(p, self.settings.prediction_length, bare).eval()
             with torch.no_grad():
                 out = model.forecast(
                     batch["context"],
@@ -413,7 +450,7 @@ class MSFTEngine:
             scores[p] = float(np.nanmean(err.numpy()))
         return min(scores, key=scores.get), scores
 
-    def _trainer_kwargs(self) -> dict[str, Any]:
+    def _trainer_kwargs(self, max_steps: int) -> dict[str, Any]:
         s = self.settings
         precision = s.precision or "32-true"
         kwargs: dict[str, Any] = dict(
@@ -421,7 +458,7 @@ class MSFTEngine:
             devices=s.devices,
             strategy=s.strategy,
             precision=precision,
-            max_steps=int(s.max_steps),
+            max_steps=max_steps,
             max_epochs=-1 if s.max_epochs is None else int(s.max_epochs),
             gradient_clip_val=s.gradient_clip,
             logger=False,
@@ -440,7 +477,9 @@ class MSFTEngine:
             kwargs["max_time"] = timedelta(seconds=float(s.max_time))
         return kwargs
 
-    def _train(self, model: torch.nn.Module, split, seed: int, report: FitReport) -> None:
+    def _train(
+        self, model: torch.nn.Module, split, seed: int, report: FitReport, max_steps: int
+    ) -> None:
         import lightning as L
         from lightning.pytorch.callbacks import EarlyStopping
 
@@ -455,7 +494,7 @@ class MSFTEngine:
         module = FineTuneModule(
             model, s.resolved_learning_rate(), s.scale_weight_lr, s.weight_decay
         )
-        interval = max(1, min(int(s.val_check_interval), int(s.max_steps)))
+        interval = max(1, min(int(s.val_check_interval), max_steps))
         data = WindowDataModule(split.train, split.validation, int(s.batch_size), interval, seed)
         history, best = TrainingHistory(), KeepBestTrainable()
         callbacks: list = [history]
@@ -465,7 +504,7 @@ class MSFTEngine:
                 callbacks.append(
                     EarlyStopping("val_loss", patience=int(s.early_stopping_patience), mode="min")
                 )
-        trainer = L.Trainer(callbacks=callbacks, **self._trainer_kwargs())
+        trainer = L.Trainer(callbacks=callbacks, **self._trainer_kwargs(max_steps))
         if split.validation is not None:
             # the starting point competes too: fine-tuning never returns something worse than
             # it began with on the validation windows
@@ -604,16 +643,7 @@ class MSFTEngine:
         model = engine.build_model(report.patch_size, int(engine.settings.prediction_length))
         tensors = dict(state["tensors"])
         residuals = tensors.pop("__residuals__", None)
-        params = dict(model.named_parameters())
-        wanted = {n for n, p in params.items() if p.requires_grad}
-        if set(tensors) != wanted:
-            raise ValueError(
-                "saved tensors do not match the model the settings build: missing "
-                f"{sorted(wanted - set(tensors))[:3]}, unexpected {sorted(set(tensors) - wanted)[:3]}."
-            )
-        with torch.no_grad():
-            for name, value in tensors.items():
-                params[name].copy_(value)
+        _load_trainable(model, tensors)
         engine.model_ = model.eval()
         engine.report_ = report
         engine.residuals_ = residuals
@@ -649,6 +679,27 @@ class MSFTEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(MSFTEngine.from_state(state).__dict__)
+
+
+def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved trainable tensors into a freshly built model, checking names and shapes."""
+    tensors = {k: v for k, v in tensors.items() if k != "__residuals__"}
+    params = dict(model.named_parameters())
+    wanted = {n for n, p in params.items() if p.requires_grad}
+    if set(tensors) != wanted:
+        missing, unexpected = sorted(wanted - set(tensors)), sorted(set(tensors) - wanted)
+        raise ValueError(
+            "The saved tensors do not match the model these settings build (missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}); were the settings changed?"
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if params[name].shape != value.shape:
+                raise ValueError(
+                    f"Saved tensor {name!r} has shape {tuple(value.shape)}, the model needs "
+                    f"{tuple(params[name].shape)}."
+                )
+            params[name].copy_(value)
 
 
 def _spread(context: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
 
     parser = argparse.ArgumentParser(
         prog="python -m msft_forecast.benchmarks.lsf",
-        description="Fine-tune strategies on an LSF dataset and score them on rolling test windows.",
+        description="Fine-tune strategies on LSF datasets; score them on rolling test windows.",
     )
     parser.add_argument("--root", default="../shared/data/lsf", help="folder with the CSV files")
     parser.add_argument("--datasets", nargs="+", default=["ETTh1"])

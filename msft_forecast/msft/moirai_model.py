@@ -149,7 +149,8 @@ class MultiScaleMoirai(nn.Module):
     >>> from msft_forecast.backbones.cache import get_backbone, structural_copy
     >>> from msft_forecast.msft.strategies import resolve_strategy
     >>> bb = get_backbone("moirai-tiny")  # doctest: +SKIP
-    >>> model = MultiScaleMoirai(structural_copy(bb.module), resolve_strategy("msft"), 16)  # doctest: +SKIP
+    >>> spec = resolve_strategy("msft")
+    >>> model = MultiScaleMoirai(structural_copy(bb.module), spec, 16)  # doctest: +SKIP
     >>> ctx = torch.randn(2, 128); fut = torch.randn(2, 32)  # doctest: +SKIP
     >>> loss, per_scale = model.loss(ctx, ~ctx.isnan(), fut, ~fut.isnan())  # doctest: +SKIP
     """

@@ -48,7 +48,8 @@ class MultiScaleMoment(nn.Module):
         super().__init__()
         if not spec.trains:
             raise ValueError(
-                "MOMENT has no forecasting head from pre-training, so it cannot forecast zero-shot. "
+                "MOMENT has no forecasting head from pre-training, so it cannot forecast "
+                "zero-shot. "
                 "Use fit_strategy='linear-probe' (MOMENT's standard fine-tuning: frozen encoder, "
                 "trained head), 'lora', 'msft' or 'full'."
             )

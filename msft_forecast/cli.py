@@ -1,0 +1,238 @@
+"""``msft-forecast``: fine-tune and forecast a CSV or Parquet file from the shell.
+
+Examples
+--------
+Forecast 24 steps of every numeric column of ``sales.csv`` (time column found automatically),
+with MSFT on the bundled backbone, writing quantiles to ``forecast.csv`` and a plot::
+
+    msft-forecast forecast sales.csv --horizon 24 --output forecast.csv --plot forecast.png
+
+Run the long-horizon benchmark (see ``msft-forecast benchmark --help``)::
+
+    msft-forecast benchmark --datasets ETTh1 --strategies zero-shot msft --max-steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msft_forecast.msft.strategies import FIT_STRATEGIES
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(ValueError):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as err:  # pandas raises many types for unreadable files
+        raise InputError(f"{path}: cannot be read as CSV/Parquet ({err})") from err
+
+
+def _time_column(frame: pd.DataFrame, name: str | None) -> str:
+    if name is not None:
+        if name not in frame.columns:
+            raise InputError(
+                f"time column {name!r} not in the file's columns {list(frame.columns)}"
+            )
+        return name
+    for column in frame.columns:
+        if (
+            frame[column].dtype == object
+            or "date" in str(column).lower()
+            or "time" in str(column).lower()
+        ):
+            try:
+                pd.to_datetime(frame[column].head(20))
+            except (ValueError, TypeError):
+                continue
+            return column
+    raise InputError("no time column found; name it with --time-column")
+
+
+def load_series(
+    path: Path, time_column: str | None, columns: list[str] | None, freq: str | None
+) -> tuple[pd.DataFrame, str]:
+    """The file as a frame indexed by time (regular, sorted) with numeric value columns."""
+    frame = _read_table(path)
+    if frame.empty:
+        raise InputError(f"{path}: the file has no rows")
+    tcol = _time_column(frame, time_column)
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(frame[tcol]))
+    except (ValueError, TypeError) as err:
+        raise InputError(f"time column {tcol!r} has values that are not dates ({err})") from err
+    values = frame.drop(columns=[tcol])
+    if columns:
+        unknown = [c for c in columns if c not in values.columns]
+        if unknown:
+            raise InputError(f"columns {unknown} not in the file; it has {list(values.columns)}")
+        values = values[columns]
+    non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+    if non_numeric and columns:
+        raise InputError(f"columns {non_numeric} are not numeric")
+    values = values.drop(columns=non_numeric)
+    if values.shape[1] == 0:
+        raise InputError("no numeric value column to forecast")
+    values.index = index
+    if index.has_duplicates:
+        raise InputError(
+            f"time column {tcol!r} has duplicated time stamps, e.g. {index[index.duplicated()][0]}"
+        )
+    values = values.sort_index()
+    freq = freq or pd.infer_freq(values.index)
+    if freq is None:
+        raise InputError(
+            "the time stamps are irregular and no frequency was given; pass --freq (e.g. 'h', 'D')"
+        )
+    values = values.asfreq(freq)  # gaps become missing values
+    if np.isinf(values.to_numpy(dtype=float)).any():
+        raise InputError("the data holds infinite values; replace them with empty cells (missing)")
+    return values, freq
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from msft_forecast.engine import MSFTEngine
+
+    frame, freq = load_series(Path(args.input), args.time_column, args.columns, args.freq)
+    quantiles = sorted(set(args.quantiles))
+    if any(not 0 < q < 1 for q in quantiles):
+        raise InputError("--quantiles must lie strictly between 0 and 1")
+    series = [frame[c].to_numpy(dtype=float) for c in frame.columns]
+    engine = MSFTEngine(
+        backbone=args.backbone,
+        fit_strategy=args.strategy,
+        context_length=args.context,
+        prediction_length=args.horizon,
+        num_scales=args.num_scales,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        random_state=args.seed,
+        num_samples=args.num_samples,
+        verbose=args.verbose,
+    )
+    engine.fit(series, freq=freq)
+    fc = engine.forecast(series, args.horizon, seed=args.seed)
+    qs = fc.quantiles(quantiles)
+    future = pd.date_range(frame.index[-1], periods=args.horizon + 1, freq=freq)[1:]
+    rows = []
+    for i, column in enumerate(frame.columns):
+        out = pd.DataFrame({"time": future, "series": column, "mean": fc.mean[i]})
+        for j, q in enumerate(quantiles):
+            out[f"q{q:g}"] = qs[i, j]
+        rows.append(out)
+    result = pd.concat(rows, ignore_index=True)
+    if args.output:
+        result.to_csv(args.output, index=False)
+        print(f"forecasts written to {args.output}")
+    else:
+        print(result.to_string(index=False))
+    weights = ", ".join(f"{w:.3f}" for w in fc.weights)
+    patch = engine.report_.patch_size
+    print(f"strategy {args.strategy}, patch size {patch}, scale weights [{weights}]")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from msft_forecast.plotting import plot_forecast
+
+        n = len(frame.columns)
+        fig, axes = plt.subplots(n, 1, figsize=(10, 3 * n), squeeze=False)
+        tail = min(len(frame), 4 * args.horizon)
+        for i, column in enumerate(frame.columns):
+            plot_forecast(
+                frame.index[-tail:],
+                frame[column].to_numpy()[-tail:],
+                future,
+                fc.mean[i],
+                qs[i, 0],
+                qs[i, -1],
+                scale_means=fc.scale_means[i],
+                weights=fc.weights,
+                coverage=quantiles[-1] - quantiles[0],
+                title=str(column),
+                ax=axes[i, 0],
+            )
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msft-forecast",
+        description="Fine-tune time-series foundation models with MSFT and forecast.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser(
+        "forecast",
+        help="fine-tune on a CSV/Parquet file and forecast every value column",
+        description="Fine-tune on a CSV or Parquet file (a time column and one or more value "
+        "columns; each column is forecast as its own series) and write the forecasts with "
+        "quantiles. Missing cells and gaps in the time stamps are handled as missing values.",
+    )
+    f.add_argument("input", help="CSV or Parquet file")
+    f.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    f.add_argument("--time-column", default=None, help="default: the first column of dates")
+    f.add_argument(
+        "--columns", nargs="+", default=None, help="value columns (default: all numeric)"
+    )
+    f.add_argument("--freq", default=None, help="pandas frequency (default: inferred)")
+    f.add_argument("--backbone", default="moirai-tiny", help="short name, hub id or folder")
+    f.add_argument("--strategy", default="msft", choices=FIT_STRATEGIES)
+    f.add_argument("--context", type=int, default=512, help="context length")
+    f.add_argument("--num-scales", type=int, default=4)
+    f.add_argument("--max-steps", type=int, default=200)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--learning-rate", type=float, default=None)
+    f.add_argument("--num-samples", type=int, default=200)
+    f.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--output", default=None, help="CSV to write (default: print)")
+    f.add_argument("--plot", default=None, help="PNG to write")
+    f.add_argument("--verbose", action="store_true", help="progress bar and training logs")
+    f.set_defaults(func=cmd_forecast)
+
+    b = sub.add_parser(
+        "benchmark",
+        help="run the long-horizon benchmark (python -m msft_forecast.benchmarks.lsf)",
+        add_help=False,
+    )
+    b.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["benchmark"]:
+        from msft_forecast.benchmarks.lsf import main as benchmark_main
+
+        benchmark_main(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, ValueError) as err:
+        print(f"msft-forecast: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,11 +50,8 @@ def _time_column(frame: pd.DataFrame, name: str | None) -> str:
             )
         return name
     for column in frame.columns:
-        if (
-            frame[column].dtype == object
-            or "date" in str(column).lower()
-            or "time" in str(column).lower()
-        ):
+        named_like_time = any(w in str(column).lower() for w in ("date", "time"))
+        if not pd.api.types.is_numeric_dtype(frame[column]) or named_like_time:
             try:
                 pd.to_datetime(frame[column].head(20))
             except (ValueError, TypeError):

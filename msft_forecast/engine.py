@@ -56,6 +56,8 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
 }
 
 STATE_FORMAT = "msft_forecast.engine/1"
+#: Fewest held-out windows from which MOMENT's residual intervals are drawn alone.
+MIN_RESIDUAL_WINDOWS = 30
 
 
 @dataclass
@@ -521,6 +523,17 @@ class MSFTEngine:
     def _residuals(self, model: torch.nn.Module, split) -> torch.Tensor:
         """Held-out residuals in units of each window's context spread (MOMENT intervals)."""
         data = split.validation if split.validation is not None else split.train
+        if len(data) < MIN_RESIDUAL_WINDOWS and data is not split.train:
+            # too few held-out windows for a distribution: training windows are in-sample and
+            # give narrower intervals, but a handful of rows would give nearly none
+            warnings.warn(
+                f"Only {len(data)} validation windows for MOMENT's residual intervals; training "
+                f"windows are used too, so intervals may be too narrow. Hold out more data "
+                f"(validation=...) for calibrated intervals.",
+                UserWarning,
+                stacklevel=3,
+            )
+            data = torch.utils.data.ConcatDataset([data, split.train])
         n = min(len(data), 512)
         idx = np.linspace(0, len(data) - 1, n).round().astype(int)
         rows = []
@@ -554,7 +567,7 @@ class MSFTEngine:
             Steps to forecast (Moirai: any length its sequence limit allows; MOMENT: at most
             the training ``prediction_length``).
         num_samples : int, optional
-            Sample paths (default the setting ``num_samples``).
+            Sample paths (default the setting ``num_samples``); 0 skips sampling (mean only).
         seed : int, optional
             Seed of the sampling stream (default derived from ``random_state``); the same seed
             gives the same samples.
@@ -565,8 +578,10 @@ class MSFTEngine:
         if not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}.")
         num_samples = int(self.settings.num_samples if num_samples is None else num_samples)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if num_samples < 0:
+            raise ValueError(
+                f"num_samples must be >= 1 (or 0 for the mean alone), got {num_samples}."
+            )
         C = int(self.settings.context_length)
         seed = self._seed() if seed is None else int(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -598,6 +613,8 @@ class MSFTEngine:
         """Point forecast plus resampled held-out residual paths (split-conformal style)."""
         res = self.residuals_
         horizon = mean.shape[-1]
+        if num_samples == 0:
+            return mean.new_zeros(mean.shape[0], 0, horizon)
         if res is None or res.shape[0] == 0:
             return mean.unsqueeze(1).expand(-1, num_samples, -1).clone()
         res = torch.nan_to_num(res[:, :horizon], nan=0.0)

@@ -41,6 +41,16 @@ def write_random_moment(folder: Path, seed: int = 0) -> Path:
     return save_checkpoint(folder, config.to_dict(), MomentModule(config))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Test models are tiny: one thread is as fast as two on an idle machine and many times
+    faster on a busy one (OpenMP workers spin-wait while the other core is taken)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_moirai_dir(tmp_path_factory) -> Path:
     return write_random_moirai(tmp_path_factory.mktemp("moirai-random"))

@@ -1,0 +1,847 @@
+"""Darts front end: :class:`MSFTModel`, a global forecasting model over the MSFT engine.
+
+The adapter only converts data (``TimeSeries`` to 1-D channel arrays and back) and calls
+:class:`msft_forecast.engine.MSFTEngine`; every modelling decision lives in the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from io import StringIO
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from darts import TimeSeries
+from darts.models.forecasting.forecasting_model import GlobalForecastingModel
+from darts.utils.historical_forecasts.optimized_historical_forecasts_torch import (
+    _create_dataset_bounds,
+)
+from darts.utils.historical_forecasts.utils import (
+    _check_optimizable_historical_forecasts_global_models,
+)
+from darts.utils.likelihood_models.base import Likelihood, LikelihoodType, quantile_names
+from darts.utils.timeseries_generation import _build_forecast_series
+from darts.utils.ts_utils import series2seq
+from darts.utils.utils import generate_index
+
+from msft_forecast.engine import Forecast, MSFTEngine, MSFTSettings
+
+__all__ = ["MSFTModel"]
+
+_D = MSFTSettings()  # the engine's defaults, so the signature below cannot drift from them
+#: Contexts per ``MSFTEngine.forecast`` call (one model batch) in predict and historical forecasts.
+FORECAST_CHUNK = 256
+#: ``pl_trainer_kwargs`` keys passed to the engine; the engine owns the rest of the Trainer.
+TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "enable_progress_bar")
+SAVE_FORMAT = "msft_forecast.darts/1"
+#: MSFTSettings fields that the constructor exposes under their Darts names (or elsewhere).
+_RENAMED = {
+    "context_length": "input_chunk_length",
+    "prediction_length": "output_chunk_length",
+    "max_epochs": "n_epochs",
+    "accelerator": "pl_trainer_kwargs",
+    "devices": "pl_trainer_kwargs",
+    "strategy": "pl_trainer_kwargs",
+    "precision": "pl_trainer_kwargs",
+    "verbose": "fit(verbose=...)",
+}
+
+
+class MSFTModel(GlobalForecastingModel):
+    """Moirai / MOMENT fine-tuned with multi-scale fine-tuning (MSFT), as a Darts global model.
+
+    ``fit`` fine-tunes once on one or many series (channel-independent: every component of
+    every series is its own training series); ``predict``, ``historical_forecasts``,
+    ``backtest`` and ``residuals`` then forecast any series without further training.
+    Forecasts are probabilistic: ``num_samples=1`` gives the mean of the blended multi-scale
+    predictive distribution, ``num_samples > 1`` its sample paths, and
+    ``predict_likelihood_parameters=True`` the ``quantiles`` as components.
+
+    **Why a** ``GlobalForecastingModel`` **and not Darts'** ``FoundationModel``. Darts'
+    ``FoundationModel`` is a ``MixedCovariatesTorchModel``: Darts builds the training windows,
+    runs its own Lightning ``Trainer`` over a ``PLForecastingModule`` from ``_create_model``,
+    fine-tunes with ``enable_finetuning`` (whole weights, or freeze/unfreeze patterns: no
+    adapters, LoRA or scale mixing) and saves with ``torch.save`` of the module plus a
+    Lightning checkpoint holding every weight, frozen backbone included. Our engine already
+    owns all of that (windows with a leak-free validation tail, patch-size selection, early
+    stopping with best-weights restore, the multi-scale model, and a JSON + safetensors
+    format with only the trainable tensors); re-hosting it inside Darts' torch stack would
+    duplicate the training loop and break safe saving. ``GlobalForecastingModel`` is the
+    class Darts' own non-torch global models (``SKLearnModel``, ``ConformalModel``,
+    ``EnsembleModel``) subclass: it gives the full Darts API (``historical_forecasts``,
+    ``backtest``, ``residuals``, ``gridsearch``, metrics) and its documented hooks
+    (``supports_optimized_historical_forecasts``, ``_check_optimizable_historical_forecasts``
+    and ``_optimized_historical_forecasts``) let ``retrain=False`` take our batched path:
+    every forecast window of every series becomes one row of a few ``engine.forecast`` calls
+    (256 contexts each) instead of one ``predict`` per window. The window bounds come from
+    Darts' own helper, so ``start``, ``start_format``, ``stride``, ``overlap_end`` and
+    ``last_points_only`` mean exactly what they mean for the generic loop.
+
+    Parameters
+    ----------
+    input_chunk_length : int or (int, int), default 512
+        Context length (the engine's ``context_length``). An ``int`` is a fixed window: series
+        must be at least this long to be forecast. A Darts-style ``(min_length, max_length)``
+        tuple uses up to ``max_length`` steps and also forecasts series with at least
+        ``min_length`` steps (shorter contexts are padded, as the engine does).
+    output_chunk_length : int, default 96
+        Horizon the model is fine-tuned for (the engine's ``prediction_length``). Moirai
+        forecasts longer horizons directly; MOMENT, whose heads have a fixed length, rolls its
+        forecast forward auto-regressively (each sample path is fed back separately).
+    backbone : str, default "moirai"
+        Short name (``"moirai"``, ``"moirai-base"``, ``"moment-small"``, ``"moirai-tiny"``,
+        ...), hub id or local folder of the pre-trained model.
+    fit_strategy : {"msft", "lora", "full", "linear-probe", "zero-shot"}, default "msft"
+        What ``fit`` trains.
+    num_scales : int, default 4
+        Number of temporal scales (MSFT).
+    quantiles : sequence of float, default (0.1, 0.2, ..., 0.9)
+        Quantile levels returned with ``predict_likelihood_parameters=True``, estimated from
+        ``num_samples`` sample paths; components are named ``"{component}_q0.100"``, ...
+    batch_size : int, default 32
+        Training windows per optimisation step.
+    max_steps : int, default 200
+        Optimisation steps of ``fit`` (0: no training).
+    n_epochs : int, optional
+        Also stop after this many passes over the training windows (the engine's
+        ``max_epochs``).
+    validation : float, int or None, default 0.1
+        Used when ``fit`` gets no ``val_series``: fraction (float) or number of steps (int) at
+        the end of every training series held out for validation, early stopping and
+        best-weights restore. ``None``: no validation.
+    random_state : int, optional
+        Seed of fine-tuning and of the sample paths (then the same call gives the same
+        forecasts; ``predict(random_state=...)`` overrides it for sampling).
+    pl_trainer_kwargs : dict, optional
+        ``accelerator``, ``devices``, ``strategy`` and ``precision`` are passed to the engine's
+        Lightning ``Trainer``; ``enable_progress_bar`` sets its verbosity. The engine builds the
+        rest of the trainer itself, so other keys are rejected.
+    revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
+shared_lora, aggregator, aggregator_rank, mixing, train_head, learning_rate, scale_weight_lr, \
+weight_decay, max_time, val_check_interval, early_stopping_patience, gradient_clip, num_samples
+        The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
+        ``num_samples`` here is the number of sample paths used to estimate ``quantiles``; the
+        number of sample paths *returned* is ``predict``'s ``num_samples``.
+
+    Attributes
+    ----------
+    engine : MSFTEngine
+        The fitted engine (settings, fine-tuned tensors, ``report_``).
+
+    Notes
+    -----
+    * ``val_series``: the engine validates on the tails of its training series, so ``fit``
+      appends each validation series' steps that come after its training series to that
+      series and holds exactly those steps out (the engine's integer ``validation``). A
+      validation series must therefore overlap or directly follow its training series
+      (Darts' usual ``val_series = series[-(n_val + input_chunk_length):]`` does); with
+      several series, every validation tail is cut to the shortest one.
+    * Covariates and sample weights are not supported (``supports_*_covariates`` is False).
+    * ``save(path)`` writes a folder (JSON + safetensors, no pickle) and ``MSFTModel.load``
+      reads it back; ``pickle`` of a fitted model keeps only the trainable tensors.
+    * With ``num_samples > 1``, ``historical_forecasts`` draws its samples from the same
+      distributions as a loop of ``predict`` calls, but not from the same random stream.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from darts import TimeSeries
+    >>> from msft_forecast.darts import MSFTModel
+    >>> t = np.arange(300)
+    >>> series = TimeSeries.from_values(np.sin(2 * np.pi * t / 24) + 0.01 * t, columns=["y"])
+    >>> model = MSFTModel(input_chunk_length=96, output_chunk_length=12,
+    ...                   backbone="moirai-tiny", max_steps=5, batch_size=8, random_state=0)
+    >>> model = model.fit(series[:-24])
+    >>> fc = model.predict(12, num_samples=50)
+    >>> len(fc), fc.n_samples, fc.components.tolist()
+    (12, 50, ['y'])
+    >>> hist = model.historical_forecasts(series, start=200, forecast_horizon=12, retrain=False)
+    >>> len(hist)  # forecast origins 200, 201, ..., 288: the last forecast ends at 299
+    89
+    >>> q = model.predict(12, predict_likelihood_parameters=True)
+    >>> q.components.tolist()[:2]
+    ['y_q0.100', 'y_q0.200']
+    """
+
+    def __init__(
+        self,
+        input_chunk_length: int | tuple[int, int] = _D.context_length,
+        output_chunk_length: int = _D.prediction_length,
+        backbone: str = _D.backbone,
+        fit_strategy: str = _D.fit_strategy,
+        num_scales: int = _D.num_scales,
+        quantiles: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        batch_size: int = _D.batch_size,
+        max_steps: int = _D.max_steps,
+        n_epochs: int | None = _D.max_epochs,
+        validation: float | int | None = _D.validation,
+        random_state: int | None = _D.random_state,
+        pl_trainer_kwargs: dict[str, Any] | None = None,
+        revision: str | None = _D.revision,
+        allow_fallback: bool = _D.allow_fallback,
+        patch_size: int | str = _D.patch_size,
+        pooling: str = _D.pooling,
+        lora_rank: int = _D.lora_rank,
+        lora_alpha: float = _D.lora_alpha,
+        lora_targets: Sequence[str] = _D.lora_targets,
+        shared_lora: bool = _D.shared_lora,
+        aggregator: bool = _D.aggregator,
+        aggregator_rank: int | None = _D.aggregator_rank,
+        mixing: str = _D.mixing,
+        train_head: bool = _D.train_head,
+        learning_rate: float | None = _D.learning_rate,
+        scale_weight_lr: float = _D.scale_weight_lr,
+        weight_decay: float = _D.weight_decay,
+        max_time: float | None = _D.max_time,
+        val_check_interval: int = _D.val_check_interval,
+        early_stopping_patience: int | None = _D.early_stopping_patience,
+        gradient_clip: float | None = _D.gradient_clip,
+        num_samples: int = _D.num_samples,
+    ) -> None:
+        super().__init__(add_encoders=None)
+        self._min_icl, self._icl = _parse_input_chunk_length(input_chunk_length)
+        self._ocl = int(output_chunk_length)
+        self._quantiles = _parse_quantiles(quantiles)
+        self._settings = self._build_settings(self.model_params)
+        self._engine: MSFTEngine | None = None
+
+    # ------------------------------------------------------------------------------ settings
+    def _build_settings(self, params: dict[str, Any]) -> MSFTSettings:
+        trainer = dict(params.get("pl_trainer_kwargs") or {})
+        unknown = sorted(set(trainer) - set(TRAINER_KEYS))
+        if unknown:
+            raise ValueError(
+                f"pl_trainer_kwargs keys {unknown} are not supported: the engine builds its own "
+                f"Lightning Trainer and takes only {list(TRAINER_KEYS)} from pl_trainer_kwargs "
+                f"(the other training settings are MSFTModel parameters)."
+            )
+        values = {
+            f.name: params[f.name]
+            for f in fields(MSFTSettings)
+            if f.name not in _RENAMED and f.name in params
+        }
+        verbose = bool(trainer.pop("enable_progress_bar", False))
+        values.update(trainer)
+        values.update(
+            context_length=self._icl,
+            prediction_length=self._ocl,
+            max_epochs=params.get("n_epochs"),
+            verbose=verbose,
+        )
+        settings = MSFTSettings(**values)
+        settings.validate()
+        return settings
+
+    # ------------------------------------------------------------------------ darts contract
+    @property
+    def input_chunk_length(self) -> int:
+        """Most context steps the model reads (the engine's ``context_length``)."""
+        return self._icl
+
+    @property
+    def min_input_chunk_length(self) -> int:
+        """Fewest context steps a series needs to be forecast."""
+        return self._min_icl
+
+    @property
+    def output_chunk_length(self) -> int:
+        return self._ocl
+
+    @property
+    def quantiles(self) -> list[float]:
+        """Quantile levels of ``predict_likelihood_parameters=True``."""
+        return list(self._quantiles)
+
+    @property
+    def likelihood(self) -> Likelihood:
+        return Likelihood(LikelihoodType.Quantile, quantile_names(self.quantiles))
+
+    @property
+    def supports_multivariate(self) -> bool:
+        return True
+
+    @property
+    def supports_probabilistic_prediction(self) -> bool:
+        return True
+
+    @property
+    def supports_sample_weight(self) -> bool:
+        return False
+
+    @property
+    def _supports_val_series(self) -> bool:
+        return True
+
+    @property
+    def min_train_samples(self) -> int:
+        return 1
+
+    @property
+    def _target_window_lengths(self) -> tuple[int, int]:
+        return self._min_icl, self._ocl
+
+    @property
+    def extreme_lags(self):
+        return -self._min_icl, self._ocl - 1, None, None, None, None, 0
+
+    @property
+    def _model_encoder_settings(self):
+        return self._icl, self._ocl, False, False, None, None
+
+    @property
+    def engine(self) -> MSFTEngine:
+        """The fitted :class:`~msft_forecast.engine.MSFTEngine`."""
+        if self._engine is None:
+            raise ValueError("This MSFTModel is not fitted yet; call fit() first.")
+        return self._engine
+
+    # ----------------------------------------------------------------------------------- fit
+    def fit(
+        self,
+        series: TimeSeries | Sequence[TimeSeries],
+        past_covariates: Any = None,
+        future_covariates: Any = None,
+        val_series: TimeSeries | Sequence[TimeSeries] | None = None,
+        val_past_covariates: Any = None,
+        val_future_covariates: Any = None,
+        sample_weight: Any = None,
+        val_sample_weight: Any = None,
+        verbose: bool | None = None,
+    ) -> MSFTModel:
+        """Fine-tune the backbone on one or several series (every call starts from the backbone).
+
+        Parameters
+        ----------
+        series : TimeSeries or sequence of TimeSeries
+            Training series, uni- or multivariate (each component is a channel; NaN = missing).
+        val_series : TimeSeries or sequence of TimeSeries, optional
+            One validation series per training series, overlapping or directly following it:
+            its steps after the training series' end are the validation targets (see Notes of
+            the class). Overrides the ``validation`` parameter.
+        verbose : bool, optional
+            Show Lightning's progress bar and model summary.
+        past_covariates, future_covariates, sample_weight, val_past_covariates, \
+val_future_covariates, val_sample_weight
+            Not supported; must be ``None``.
+
+        Returns
+        -------
+        MSFTModel
+            The fitted model (``self``).
+        """
+        unsupported = {
+            "past_covariates": past_covariates,
+            "future_covariates": future_covariates,
+            "sample_weight": sample_weight,
+            "val_past_covariates": val_past_covariates,
+            "val_future_covariates": val_future_covariates,
+            "val_sample_weight": val_sample_weight,
+        }
+        given = [name for name, value in unsupported.items() if value is not None]
+        if given:
+            raise ValueError(f"MSFTModel does not use covariates or sample weights; got {given}.")
+        train = _as_series_list(series, "series")
+        channels = [col for s in train for col in _channels(_values(s))]
+        settings = self._settings
+        if val_series is not None:
+            channels, steps = _append_validation(
+                train, _as_series_list(val_series, "val_series"), self._ocl
+            )
+            settings = replace(settings, validation=steps)
+        if verbose is not None:
+            settings = replace(settings, verbose=bool(verbose))
+        freqs = {s.freq_str for s in train if s.has_datetime_index}
+        freq = freqs.pop() if len(freqs) == 1 and all(s.has_datetime_index for s in train) else None
+        self._engine = MSFTEngine(settings).fit(channels, freq=freq)
+        self.training_series = None  # set again below when fitted on a single series
+        super().fit(series)
+        return self
+
+    # ------------------------------------------------------------------------------- predict
+    def predict(
+        self,
+        n: int,
+        series: TimeSeries | Sequence[TimeSeries] | None = None,
+        past_covariates: Any = None,
+        future_covariates: Any = None,
+        num_samples: int = 1,
+        verbose: bool | None = None,
+        predict_likelihood_parameters: bool = False,
+        show_warnings: bool = True,
+        random_state: int | None = None,
+    ) -> TimeSeries | list[TimeSeries]:
+        """Forecast ``n`` steps after the end of each series.
+
+        Parameters
+        ----------
+        n : int
+            Forecast horizon.
+        series : TimeSeries or sequence of TimeSeries, optional
+            Series to forecast (default: the training series, when ``fit`` got a single one).
+        num_samples : int, default 1
+            ``1``: the mean forecast (deterministic); ``> 1``: that many sample paths (a
+            stochastic ``TimeSeries``).
+        predict_likelihood_parameters : bool, default False
+            Return the ``quantiles`` as components ``"{component}_q{level:.3f}"`` instead
+            (requires ``num_samples=1`` and ``n <= output_chunk_length``).
+        random_state : int, optional
+            Seed of the sample paths (default: the model's ``random_state``).
+        past_covariates, future_covariates, verbose, show_warnings
+            Darts arguments; covariates must be ``None``.
+
+        Returns
+        -------
+        TimeSeries or list of TimeSeries
+            One forecast per input series (a list when ``series`` is a sequence).
+        """
+        super().predict(
+            n,
+            series,
+            past_covariates,
+            future_covariates,
+            num_samples=num_samples,
+            predict_likelihood_parameters=predict_likelihood_parameters,
+            show_warnings=show_warnings,
+        )
+        if past_covariates is not None or future_covariates is not None:
+            raise ValueError("MSFTModel does not use covariates.")
+        if series is None:
+            if self.training_series is None:
+                raise ValueError(
+                    "This model was fitted on several series: pass `series` to predict()."
+                )
+            series = self.training_series
+        single = isinstance(series, TimeSeries)
+        inputs = _as_series_list(series, "series")
+        for i, s in enumerate(inputs):
+            self._check_context(s, i)
+        blocks = self._forecast_blocks(
+            [_values(s) for s in inputs],
+            int(n),
+            num_samples,
+            predict_likelihood_parameters,
+            random_state,
+        )
+        out = [
+            self._to_series(b, s, predict_likelihood_parameters)
+            for b, s in zip(blocks, inputs, strict=True)
+        ]
+        return out[0] if single else out
+
+    def _check_context(self, series: TimeSeries, index: int) -> None:
+        if len(series) < self._min_icl:
+            raise ValueError(
+                f"The series at index {index} has {len(series)} steps; this model needs at least "
+                f"{self._min_icl} (input_chunk_length). Pass input_chunk_length=(min_length, "
+                f"{self._icl}) to forecast shorter series."
+            )
+
+    def _to_series(
+        self,
+        values: np.ndarray,
+        series: TimeSeries,
+        likelihood: bool,
+        time_index: pd.Index | None = None,
+    ) -> TimeSeries:
+        columns = self.likelihood.component_names(series=series) if likelihood else None
+        return _build_forecast_series(
+            values,
+            input_series=series,
+            custom_columns=columns,
+            with_static_covs=not likelihood,
+            with_hierarchy=not likelihood,
+            time_index=time_index,
+        )
+
+    def _forecast_blocks(
+        self,
+        blocks: Sequence[np.ndarray],
+        n: int,
+        num_samples: int,
+        likelihood: bool,
+        random_state: int | None,
+    ) -> list[np.ndarray]:
+        """Forecast ``(time, components)`` contexts in batches of :data:`FORECAST_CHUNK` rows.
+
+        Returns one ``(n, components, samples)`` array per block, or with ``likelihood``
+        ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
+        """
+        engine = self.engine
+        contexts = [b[-self._icl :, j] for b in blocks for j in range(b.shape[1])]
+        draws = None if likelihood else (1 if num_samples == 1 else int(num_samples))
+        base = random_state if random_state is not None else engine.settings.random_state
+        rows = []
+        for k, lo in enumerate(range(0, len(contexts), FORECAST_CHUNK)):
+            fc = self._forecast(contexts[lo : lo + FORECAST_CHUNK], n, draws, _seed(base, k))
+            if likelihood:
+                rows.append(fc.quantiles(self._quantiles))  # (B, Q, n)
+            elif draws == 1:
+                rows.append(fc.mean[:, None, :])  # (B, 1, n)
+            else:
+                rows.append(fc.samples)  # (B, S, n)
+        flat = np.concatenate(rows) if rows else np.empty((0, 1, n))
+        out, pos = [], 0
+        for b in blocks:
+            part = flat[pos : pos + b.shape[1]].transpose(2, 0, 1)  # (n, C, S or Q)
+            pos += b.shape[1]
+            out.append(part.reshape(n, -1, 1) if likelihood else part)
+        return out
+
+    def _forecast(
+        self, contexts: list[np.ndarray], n: int, draws: int | None, seed: int | None
+    ) -> Forecast:
+        """One engine call; MOMENT beyond its heads' length rolls forward auto-regressively."""
+        from msft_forecast.msft.moment_model import MultiScaleMoment
+
+        engine = self.engine
+        model = engine.model_
+        step = int(model.horizon_length) if isinstance(model, MultiScaleMoment) else n
+        if n <= step:
+            return engine.forecast(contexts, n, draws, seed=seed, batch_size=FORECAST_CHUNK)
+        first = engine.forecast(contexts, step, draws, seed=seed, batch_size=FORECAST_CHUNK)
+        paths = first.mean[:, None, :] if draws == 1 else first.samples  # (N, S, step)
+        rows, samples = paths.shape[0], paths.shape[1]
+        base = [c[-self._icl :] for c in contexts for _ in range(samples)]
+        flat = paths.reshape(rows * samples, -1)
+        k = 1
+        while flat.shape[1] < n:
+            ext = [np.concatenate([c, p])[-self._icl :] for c, p in zip(base, flat, strict=True)]
+            nxt = engine.forecast(ext, step, 1, seed=_seed(seed, k), batch_size=FORECAST_CHUNK)
+            flat = np.concatenate([flat, nxt.mean if draws == 1 else nxt.samples[:, 0]], axis=1)
+            k += 1
+        paths = flat[:, :n].reshape(rows, samples, n)
+        return Forecast(
+            mean=paths.mean(axis=1),
+            samples=paths,
+            scale_means=np.empty((rows, 0, n)),
+            weights=first.weights,
+        )
+
+    # ------------------------------------------------------------------ historical forecasts
+    def _check_optimizable_historical_forecasts(self, retrain) -> bool:
+        return _check_optimizable_historical_forecasts_global_models(retrain)
+
+    def _optimized_historical_forecasts(
+        self,
+        series: Sequence[TimeSeries],
+        past_covariates: Sequence[TimeSeries] | None = None,
+        future_covariates: Sequence[TimeSeries] | None = None,
+        num_samples: int = 1,
+        start: pd.Timestamp | float | int | Literal["end"] | None = None,
+        start_format: Literal["position", "value"] = "value",
+        forecast_horizon: int = 1,
+        stride: int = 1,
+        overlap_end: bool = False,
+        last_points_only: bool = True,
+        verbose: bool = False,
+        show_warnings: bool = True,
+        predict_likelihood_parameters: bool = False,
+        random_state: int | None = None,
+        predict_kwargs: dict[str, Any] | None = None,
+    ) -> list[TimeSeries] | list[list[TimeSeries]]:
+        """``historical_forecasts(retrain=False)``: all windows through a few engine calls."""
+        # the checks a loop of predict() calls would make (fitted, covariates, num_samples, ...)
+        GlobalForecastingModel.predict(
+            self,
+            forecast_horizon,
+            series,
+            past_covariates,
+            future_covariates,
+            num_samples=num_samples,
+            predict_likelihood_parameters=predict_likelihood_parameters,
+            show_warnings=show_warnings,
+        )
+        if past_covariates is not None or future_covariates is not None:
+            raise ValueError("MSFTModel does not use covariates.")
+        # Darts' own bounds: first and last forecast origin (positions) of every series
+        bounds, _ = _create_dataset_bounds(
+            model=self,
+            series=series,
+            start=start,
+            start_format=start_format,
+            forecast_horizon=forecast_horizon,
+            stride=stride,
+            overlap_end=overlap_end,
+            show_warnings=show_warnings,
+        )
+        origins = [range(int(lo), int(hi) + 1, stride) for lo, hi in bounds]
+        arrays = [_values(s) for s in series]
+        blocks = [
+            a[max(0, t - self._icl) : t] for a, o in zip(arrays, origins, strict=True) for t in o
+        ]
+        likelihood = predict_likelihood_parameters
+        values = self._forecast_blocks(
+            blocks, forecast_horizon, num_samples, likelihood, random_state
+        )
+        out, pos = [], 0
+        for s, o in zip(series, origins, strict=True):
+            mine, pos = values[pos : pos + len(o)], pos + len(o)
+            # one index for all windows of the series (one date_range per window is slow)
+            times = generate_index(
+                start=s.start_time(),
+                length=o[-1] + forecast_horizon,
+                freq=s.freq,
+                name=s.time_index.name,
+            )
+            if not last_points_only:
+                out.append(
+                    [
+                        self._to_series(v, s, likelihood, times[t : t + forecast_horizon])
+                        for v, t in zip(mine, o, strict=True)
+                    ]
+                )
+                continue
+            # as the generic loop: the last point of every forecast, frequency freq * stride
+            first = self._to_series(mine[0], s, likelihood, times[o[0] : o[0] + forecast_horizon])
+            last_times = generate_index(
+                start=first.end_time(),
+                length=len(mine),
+                freq=first.freq * stride,
+                name=first.time_index.name,
+            )
+            last = np.concatenate([v[-1:] for v in mine], axis=0)
+            out.append(first.with_times_and_values(times=last_times, values=last))
+        return out
+
+    # ---------------------------------------------------------------------------- save, load
+    def save(
+        self, path: str | os.PathLike | None = None, clean: bool = False, **kwargs: Any
+    ) -> None:
+        """Write the model into folder ``path`` (JSON and safetensors; nothing is pickled).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Folder to write (created if needed). Default ``"MSFTModel_{date_time}"``.
+        clean : bool, default False
+            Leave out the training series (then ``predict`` needs ``series``).
+
+        Notes
+        -----
+        The folder holds ``darts_model.json`` (parameters and the training series' index),
+        ``engine/`` (:meth:`MSFTEngine.save`: settings and only the fine-tuned tensors; the
+        frozen backbone is referenced, not copied) and ``training_series.safetensors``.
+        """
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)} (nothing is pickled).")
+        if path is None:
+            path = self._default_save_path()
+        if not isinstance(path, str | os.PathLike):
+            raise ValueError(
+                "MSFTModel.save writes a folder: pass its path (file handles are not supported)."
+            )
+        from safetensors.numpy import save_file
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {
+            "format": SAVE_FORMAT,
+            "model_params": _jsonable(self.model_params, "model parameters"),
+            "fitted": self._engine is not None,
+            "training_series": None,
+        }
+        if self._engine is not None:
+            self._engine.save(folder / "engine")
+        if not clean and self.training_series is not None:
+            index, values = _series_to_json(self.training_series)
+            meta["training_series"] = index
+            save_file({"values": values}, str(folder / "training_series.safetensors"))
+        with open(folder / "darts_model.json", "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, trusted: bool = False) -> MSFTModel:
+        """Load a model written by :meth:`save` (JSON and safetensors only: safe to load).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder written by :meth:`save`.
+        trusted : bool, default False
+            Accepted for Darts compatibility; nothing is unpickled either way.
+        """
+        from safetensors.numpy import load_file
+
+        folder = Path(path)
+        if not (folder / "darts_model.json").is_file():
+            raise ValueError(
+                f"{folder} is not a folder written by MSFTModel.save (no darts_model.json)."
+            )
+        with open(folder / "darts_model.json", encoding="utf-8") as fh:
+            meta = json.load(fh)
+        if meta.get("format") != SAVE_FORMAT:
+            raise ValueError(f"not an MSFTModel folder (format {meta.get('format')!r}).")
+        params = dict(meta["model_params"])
+        for key in ("input_chunk_length", "quantiles", "lora_targets"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        model = cls(**params)
+        if meta["fitted"]:
+            model._engine = MSFTEngine.load(folder / "engine")
+            model._fit_called = True
+        if meta.get("training_series") is not None:
+            values = load_file(str(folder / "training_series.safetensors"))["values"]
+            model.training_series = _series_from_json(meta["training_series"], values)
+        return model
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _parse_input_chunk_length(value: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        lo = hi = int(value)
+    elif isinstance(value, tuple | list) and len(value) == 2:
+        lo, hi = int(value[0]), int(value[1])
+    else:
+        raise ValueError(
+            f"input_chunk_length must be an int or a (min_length, max_length) tuple, got {value!r}."
+        )
+    if not 1 <= lo <= hi:
+        raise ValueError(f"input_chunk_length needs 1 <= min_length <= max_length, got {value!r}.")
+    return lo, hi
+
+
+def _parse_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    levels = tuple(sorted(float(q) for q in quantiles))
+    if not levels or not all(0.0 < q < 1.0 for q in levels) or len(set(levels)) != len(levels):
+        raise ValueError(f"quantiles must be distinct levels in (0, 1), got {quantiles!r}.")
+    return levels
+
+
+def _seed(base: int | None, k: int) -> int | None:
+    """Seed of chunk ``k`` (chunk 0 uses ``base`` itself; ``None`` stays random)."""
+    if base is None:
+        return None
+    if k == 0:
+        return int(base)
+    return int(np.random.SeedSequence([int(base) % 2**32, k]).generate_state(1)[0]) % (2**31 - 1)
+
+
+def _as_series_list(series: Any, name: str) -> list[TimeSeries]:
+    seq = series2seq(series)
+    if not seq or not all(isinstance(s, TimeSeries) for s in seq):
+        raise ValueError(f"`{name}` must be a TimeSeries or a non-empty sequence of TimeSeries.")
+    return list(seq)
+
+
+def _values(series: TimeSeries) -> np.ndarray:
+    """``(time, components)`` float64 values (first sample of a stochastic series)."""
+    return np.asarray(series.values(copy=False), dtype=np.float64)
+
+
+def _channels(values: np.ndarray) -> list[np.ndarray]:
+    return [values[:, j] for j in range(values.shape[1])]
+
+
+def _append_validation(
+    train: list[TimeSeries], val: list[TimeSeries], horizon: int
+) -> tuple[list[np.ndarray], int | None]:
+    """Training channels extended by their validation tails, and the tail length."""
+    if len(val) != len(train):
+        raise ValueError(
+            f"val_series must hold one series per training series: got {len(val)} for {len(train)}."
+        )
+    tails = []
+    for i, (tr, va) in enumerate(zip(train, val, strict=True)):
+        if va.n_components != tr.n_components or va.has_datetime_index != tr.has_datetime_index:
+            raise ValueError(
+                f"val_series[{i}] must have the components and index type of series[{i}]."
+            )
+        if va.freq != tr.freq:
+            raise ValueError(f"val_series[{i}] has frequency {va.freq}, series[{i}] {tr.freq}.")
+        if va.start_time() > tr.end_time() + tr.freq:
+            raise ValueError(
+                f"val_series[{i}] starts at {va.start_time()}, after a gap following the end of "
+                f"series[{i}] ({tr.end_time()}). The engine validates on the tails of its "
+                f"training series, so a validation series must overlap or directly follow its "
+                f"training series."
+            )
+        tails.append(_values(va)[np.asarray(va.time_index > tr.end_time())])
+    steps = min(len(t) for t in tails)
+    if steps < horizon:
+        warnings.warn(
+            f"val_series adds only {steps} steps after the training series, fewer than "
+            f"output_chunk_length={horizon}: no validation window fits, so fine-tuning runs "
+            f"without validation.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return [c for s in train for c in _channels(_values(s))], None
+    if any(len(t) > steps for t in tails):
+        warnings.warn(
+            f"The validation tails have different lengths; each is cut to the shortest "
+            f"({steps} steps), the engine holding out the same number of steps per series.",
+            UserWarning,
+            stacklevel=3,
+        )
+    merged = [np.concatenate([_values(s), t[:steps]]) for s, t in zip(train, tails, strict=True)]
+    return [c for m in merged for c in _channels(m)], steps
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except TypeError as err:
+        raise TypeError(f"The {what} must be JSON-serialisable to be saved: {err}") from err
+
+
+def _series_to_json(series: TimeSeries) -> tuple[dict[str, Any], np.ndarray]:
+    """The index, names and attributes of ``series`` as JSON, and its values (exact)."""
+    index = series.time_index
+    meta: dict[str, Any] = {
+        "length": len(series),
+        "name": index.name,
+        "components": [str(c) for c in series.components],
+        "static_covariates": None,
+        "hierarchy": series.hierarchy,
+        "metadata": None,
+    }
+    if series.has_datetime_index:
+        meta.update(start=index[0].isoformat(), freq=series.freq_str, tz=_tz_name(index))
+    else:
+        meta.update(start=int(index[0]), freq=int(series.freq), tz=None)
+    if series.static_covariates is not None:
+        meta["static_covariates"] = series.static_covariates.to_json(
+            orient="split", double_precision=15
+        )
+    if series.metadata:
+        try:
+            meta["metadata"] = json.loads(json.dumps(series.metadata))
+        except TypeError:
+            warnings.warn(
+                "The training series' metadata is not JSON-serialisable; not saved.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return meta, np.ascontiguousarray(series.all_values(copy=False))
+
+
+def _tz_name(index: pd.DatetimeIndex) -> str | None:
+    return None if index.tz is None else str(index.tz)
+
+
+def _series_from_json(meta: dict[str, Any], values: np.ndarray) -> TimeSeries:
+    if isinstance(meta["start"], str):
+        start = pd.Timestamp(meta["start"])
+        if meta.get("tz"):
+            start = start.tz_convert(meta["tz"])
+    else:
+        start = int(meta["start"])
+    times = generate_index(start=start, length=meta["length"], freq=meta["freq"], name=meta["name"])
+    static = meta.get("static_covariates")
+    return TimeSeries(
+        times=times,
+        values=values,
+        components=meta["components"],
+        static_covariates=None
+        if static is None
+        else pd.read_json(StringIO(static), orient="split"),
+        hierarchy=meta.get("hierarchy"),
+        metadata=meta.get("metadata"),
+        copy=False,
+    )

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from msft_forecast.pretraining import evaluate_zero_shot as ez
 from msft_forecast.pretraining.pretrain import (
     STATE_FILE,
     PretrainConfig,
@@ -268,53 +265,3 @@ def test_cli_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Zero-shot evaluation helper
 # ---------------------------------------------------------------------------------------------
-
-
-def test_make_windows_and_seasonal_naive() -> None:
-    values = np.arange(200, dtype=np.float64).reshape(100, 2)
-    ctx, fut = ez.make_windows(values, 40, 100, context=20, horizon=10, stride=25)
-    # origins 40, 65 and 90 (the last horizon ends exactly at 100), two channels each
-    assert ctx.shape == (6, 20) and fut.shape == (6, 10)
-    np.testing.assert_array_equal(ctx[0], values[20:40, 0])
-    np.testing.assert_array_equal(fut[1], values[40:50, 1])
-    np.testing.assert_array_equal(fut[2], values[65:75, 0])
-    np.testing.assert_array_equal(fut[5], values[90:100, 1])
-    assert ez.make_windows(values, 40, 99, context=20, horizon=10, stride=25)[0].shape == (4, 20)
-    sn = ez.seasonal_naive(np.arange(12, dtype=np.float32)[None], horizon=7, season=4)
-    np.testing.assert_array_equal(sn[0], [8, 9, 10, 11, 8, 9, 10])
-
-
-def test_zero_shot_on_small_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = tmp_path / "ckpt"
-    pretrain(micro_config(max_steps=1), ckpt, log=quiet)
-    t = np.arange(600)
-    frame = pd.DataFrame(
-        {
-            "date": pd.date_range("2020-01-01", periods=600, freq="h").astype(str),
-            "a": np.sin(2 * np.pi * t / 24),
-            "b": 0.01 * t + np.cos(2 * np.pi * t / 24),
-        }
-    )
-    with gzip.open(tmp_path / "toy.csv.gz", "wt") as fh:
-        frame.to_csv(fh, index=False)
-    spec = ez.LsfDataset("toy", "toy.csv.gz", "h", 24, (360, 120, 120))
-    from msft_forecast.backbones.checkpoint import load_backbone
-
-    module = load_backbone(str(ckpt), allow_fallback=False).module
-    res = ez.evaluate_dataset(
-        module, (8, 16), tmp_path, spec, context=64, horizon=24, stride=24, num_samples=5
-    )
-    assert set(res["val_mse_by_patch_size"]) == {8, 16}
-    assert res["patch_size"] == min(
-        res["val_mse_by_patch_size"], key=res["val_mse_by_patch_size"].get
-    )
-    assert res["test_series"] == 2 * 5  # origins 480, 504, ..., 576; two channels
-    for key in ("model", "last_value", "seasonal_naive"):
-        assert np.isfinite(res[key]["mse"]) and np.isfinite(res[key]["mae"])
-    assert res["seasonal_naive"]["mse"] < res["last_value"]["mse"]  # exact daily season
-    assert "seasonal naive (24)" in ez.format_result(res)
-
-
-def test_zero_shot_skips_without_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ez.main([str(tmp_path), "--data-dir", str(tmp_path / "absent")]) == 0
-    assert "skipped" in capsys.readouterr().out

@@ -3,8 +3,9 @@
 - :mod:`msft_forecast.pretraining.synthetic` -- the seeded synthetic corpus.
 - :mod:`msft_forecast.pretraining.pretrain` -- the resumable pre-training loop
   (``python -m msft_forecast.pretraining.pretrain --help``).
-- :mod:`msft_forecast.pretraining.evaluate_zero_shot` -- a quick zero-shot check on the
-  long-horizon benchmark files, when they are available.
+
+Zero-shot quality on the long-horizon benchmark is measured by the benchmark runner
+(``python -m msft_forecast.benchmarks.lsf --strategies zero-shot last-value seasonal-naive theta``).
 """
 
 from msft_forecast.pretraining.synthetic import (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
         help="extra engine settings, e.g. aggregator=false mixing=mixture",
     )
     parser.add_argument("--json", default=None, help="write every result and setting here")
+    parser.add_argument(
+        "--markdown", default=None, help="write the settings header and the table here"
+    )
     args = parser.parse_args(argv)
 
     extra = {}
@@ -316,12 +320,13 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
         key, _, raw = item.partition("=")
         extra[key] = json.loads(raw) if raw not in ("", None) else None
     env = environment()
-    print(
+    header = (
         f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
         f"{env['commit']}\n# backbone {args.backbone} | context {args.context} | horizon "
         f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | test stride "
         f"{args.stride} | samples {args.num_samples} | seeds {args.seeds} | extra {extra}"
     )
+    print(header)
     results = []
     for name in args.datasets:
         ds = load_lsf(name, args.root)
@@ -370,6 +375,10 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     print(markdown_table(results))
     if args.json:
         save(results, args.json, {**env, "argv": vars(args)})
+    if args.markdown:
+        command = "python -m msft_forecast.benchmarks.lsf " + " ".join(argv or sys.argv[1:])
+        text = f"{header}\n# command: {command}\n\n{markdown_table(results)}\n"
+        Path(args.markdown).write_text(text.replace("# ", "- ", 3), encoding="utf-8")
     return results
 
 

@@ -38,7 +38,7 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    msft = MSFTForecaster(fit_strategy="msft", max_steps=150, batch_size=32, **common)
+    msft = MSFTForecaster(fit_strategy="msft", max_steps=100, batch_size=16, **common)
     msft.fit(train, fh=fh)
     fit_s = time.perf_counter() - start
     zero = MSFTForecaster(fit_strategy="zero-shot", **common).fit(train, fh=fh)
@@ -49,7 +49,7 @@ def main() -> None:
     table = pd.DataFrame({"forecast": pred, "lower 80%": lower, "upper 80%": upper, "actual": test})
     print(f"MSFT fine-tuning took {fit_s:.0f} s; first 8 forecast weeks:")
     print(table.head(8).round(2).to_string())
-    weights = msft.scale_weights_
+    weights = msft.engine_.scale_weights
     print("\nlearned scale weights (original, /2, /4, /8):", np.round(weights, 3).tolist())
 
     def scores(f: MSFTForecaster) -> tuple[float, float]:

@@ -290,6 +290,13 @@ class MSFTEngine:
     def is_fitted(self) -> bool:
         return self.model_ is not None
 
+    @property
+    def scale_weights(self) -> np.ndarray:
+        """Mixing weights used at inference, finest scale first (``[1.0]`` for one scale)."""
+        if self.model_ is None:
+            raise RuntimeError("This engine is not fitted yet; call fit() first.")
+        return self.model_.mixing_weights().detach().cpu().double().numpy()
+
     def _seed(self) -> int:
         rs = self.settings.random_state
         if rs is None:

@@ -16,7 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.modules import (
+    CrossScaleAggregator,
+    ScaleAdapters,
+    ScaleContext,
+    ScaleLoRA,
+    ScaleMixing,
+)
 from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
@@ -128,7 +134,7 @@ def _attach_lora(backbone: nn.Module, spec: StrategySpec) -> None:
                 ffn.lora[name] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
 
 
-class MultiScaleMoirai(nn.Module):
+class MultiScaleMoirai(ScaleMixing, nn.Module):
     """A Moirai backbone with the MSFT parts a strategy asks for.
 
     Parameters
@@ -207,10 +213,6 @@ class MultiScaleMoirai(nn.Module):
             if layer.aggregator is not None:
                 mods.append(layer.aggregator)
         return mods
-
-    def scale_weights(self) -> Tensor:
-        """Current mixing weights ``softmax(w)`` over the scales."""
-        return torch.softmax(self.scale_logits.float(), dim=0)
 
     # --------------------------------------------------------------------------------- forward
     def layout(self, context_length: int, horizon_length: int) -> TokenLayout:
@@ -293,12 +295,7 @@ class MultiScaleMoirai(nn.Module):
             count = mask.sum()
             per_scale.append(torch.where(mask, nll, 0.0).sum() / count.clamp(min=1))
         losses = torch.stack(per_scale)
-        if self.spec.mixing == "finest" and self.spec.num_scales > 1:
-            # "without mixing": scales still train, but with fixed uniform weights
-            weights = torch.full_like(losses, 1.0 / losses.numel())
-        else:
-            weights = self.scale_weights().to(losses.dtype)
-        return (weights * losses).sum(), losses.detach()
+        return self.weighted_loss(losses), losses.detach()
 
     # ------------------------------------------------------------------------------- inference
     @torch.no_grad()
@@ -347,14 +344,6 @@ class MultiScaleMoirai(nn.Module):
             self.spec.mixing,
             generator,
         )
-
-    def mixing_weights(self) -> Tensor:
-        """Weights used at inference (one-hot on scale 0 for ``mixing="finest"``)."""
-        if self.spec.mixing == "finest":
-            w = torch.zeros(self.spec.num_scales, device=self.scale_logits.device)
-            w[0] = 1.0
-            return w
-        return self.scale_weights()
 
 
 def _sample(distr, num_samples: int, generator: torch.Generator | None) -> Tensor:

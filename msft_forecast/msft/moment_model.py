@@ -16,12 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.modules import (
+    CrossScaleAggregator,
+    ScaleAdapters,
+    ScaleContext,
+    ScaleLoRA,
+    ScaleMixing,
+)
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
 
-class MultiScaleMoment(nn.Module):
+class MultiScaleMoment(ScaleMixing, nn.Module):
     """A MOMENT backbone with per-scale forecasting heads and the MSFT parts of a strategy.
 
     Parameters
@@ -128,16 +134,6 @@ class MultiScaleMoment(nn.Module):
                 mods.append(block.aggregator)
         return mods
 
-    def scale_weights(self) -> Tensor:
-        return torch.softmax(self.scale_logits.float(), dim=0)
-
-    def mixing_weights(self) -> Tensor:
-        if self.spec.mixing == "finest":
-            w = torch.zeros(self.spec.num_scales, device=self.scale_logits.device)
-            w[0] = 1.0
-            return w
-        return self.scale_weights()
-
     def _check_context(self, context: Tensor) -> None:
         if context.shape[-1] > self.seq_len:
             raise ValueError(
@@ -200,11 +196,7 @@ class MultiScaleMoment(nn.Module):
             err = torch.where(mask, (pred[:, : target.shape[-1]] - target) ** 2, 0.0)
             losses.append(err.sum() / mask.sum().clamp(min=1))
         losses_t = torch.stack(losses)
-        if self.spec.mixing == "finest" and self.spec.num_scales > 1:
-            weights = torch.full_like(losses_t, 1.0 / losses_t.numel())
-        else:
-            weights = self.scale_weights().to(losses_t.dtype)
-        return (weights * losses_t).sum(), losses_t.detach()
+        return self.weighted_loss(losses_t), losses_t.detach()
 
     @torch.no_grad()
     def forecast(

@@ -1,3 +1,31 @@
 """msft_forecast: multi-scale fine-tuning (MSFT) of Moirai and MOMENT for sktime and Darts."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["MSFTForecaster", "MSFTModel", "__version__"]
+
+#: Public names imported on first access, so that ``import msft_forecast`` stays cheap (no
+#: torch, sktime or lightning until a front end is used).
+_LAZY = {"MSFTForecaster": "msft_forecast.sktime", "MSFTModel": "msft_forecast.darts"}
+
+if TYPE_CHECKING:
+    from msft_forecast.darts import MSFTModel
+    from msft_forecast.sktime import MSFTForecaster
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -329,9 +329,7 @@ class MSFTEngine:
             return [int(loaded.config.patch_len)]
         sizes = [int(p) for p in loaded.config.patch_sizes]
         if freq:
-            key = "".join(ch for ch in str(freq) if ch.isalpha())[:1].upper()
-            key = {"L": "S", "U": "S", "N": "S"}.get(key, key)
-            allowed = MOIRAI_PATCH_SIZES_BY_FREQ.get(key)
+            allowed = MOIRAI_PATCH_SIZES_BY_FREQ.get(frequency_key(freq))
             if allowed:
                 sizes = [p for p in sizes if p in allowed] or sizes
         # at least two context tokens, else there is nothing to attend over
@@ -366,6 +364,9 @@ class MSFTEngine:
             Step budget of this call (default the setting ``max_steps``).
         """
         series = _as_series(series)
+        # load (or fetch from the process cache) before seeding: building a module draws from
+        # the global RNG, which would otherwise make the first fit in a process differ
+        self._backbone()
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         start_from = self if warm_start and self.model_ is not None else None
@@ -400,13 +401,20 @@ class MSFTEngine:
         s = self.settings
         H, C = int(s.prediction_length), int(s.context_length)
         spec = s.strategy_spec()
-        split = split_windows(series, C, H, validation=s.validation)
+        try:
+            split = split_windows(series, C, H, validation=s.validation)
+        except ValueError:
+            if spec.trains:
+                raise
+            split = None  # zero-shot needs no training window
         if spec.name == "zero-shot" and self._backbone().kind == "moment":
             self.build_model(None, H)  # raises the explanatory error
         scores: dict[int, float] = {}
         if start_from is not None:
             patch_size = start_from.report_.patch_size
             scores = dict(start_from.report_.patch_size_scores)
+        elif s.patch_size == "auto" and split is None:
+            patch_size = self.candidate_patch_sizes(freq)[0]
         elif s.patch_size == "auto":
             patch_size, scores = self._choose_patch_size(split, freq)
         else:
@@ -703,6 +711,36 @@ class MSFTEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(MSFTEngine.from_state(state).__dict__)
+
+
+_OFFSET_KINDS = (
+    ("Nano", "S"),
+    ("Micro", "S"),
+    ("Milli", "S"),
+    ("Second", "S"),
+    ("Minute", "T"),
+    ("Hour", "H"),
+    ("Day", "D"),
+    ("Week", "W"),
+    ("Month", "M"),
+    ("Quarter", "Q"),
+    ("Year", "Y"),
+)
+
+
+def frequency_key(freq: str | Any) -> str | None:
+    """One letter of :data:`MOIRAI_PATCH_SIZES_BY_FREQ` for a pandas frequency, by offset class
+    (aliases such as "min", "ms", "SME" or "bh" cannot be read from their first letter)."""
+    from pandas.tseries.frequencies import to_offset
+
+    try:
+        name = type(to_offset(freq)).__name__
+    except (ValueError, TypeError):
+        return None
+    for part, key in _OFFSET_KINDS:
+        if part in name:
+            return key
+    return None
 
 
 def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,606 @@
+"""sktime front end: :class:`MSFTForecaster`, a thin adapter around :class:`MSFTEngine`.
+
+This module only converts data: sktime containers to lists of 1-D float arrays (one per channel
+of every series: channel-independent modelling) for :meth:`MSFTEngine.fit` and
+:meth:`MSFTEngine.forecast`, and the engine's :class:`Forecast` back to sktime's output formats.
+All modelling (scales, adapters, training, sampling) lives in the engine.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
+
+from msft_forecast.engine import MSFTEngine, MSFTSettings
+
+__all__ = ["MSFTForecaster"]
+
+_INNER_MTYPES = ["pd.DataFrame", "pd-multiindex", "pd_multiindex_hier"]
+
+_REMEMBER_DATA_NOTICE = "The default of config ``remember_data`` will change"
+
+#: Hyper-parameters that are engine settings (everything but ``update_steps``).
+_SETTING_NAMES = tuple(f.name for f in fields(MSFTSettings))
+
+
+class MSFTForecaster(BaseForecaster):
+    """Fine-tune a Moirai or MOMENT foundation model with multi-scale fine-tuning (MSFT).
+
+    One global fine-tune over every series and channel passed to ``fit`` (univariate,
+    multivariate: each column its own channel, panel and hierarchical data alike), then
+    probabilistic forecasts for every series. The frozen backbone is loaded once per process
+    and shared by all clones, folds and fitted forecasters; a fitted forecaster owns (and
+    pickles) only its small trainable tensors.
+
+    Point forecasts (``predict``) are the **mean** of the predictive distribution
+    (MSE-optimal; use ``predict_quantiles(alpha=0.5)`` for the median). ``predict_quantiles``,
+    ``predict_interval``, ``predict_var`` and ``predict_proba`` (an skpro ``Empirical``) come from
+    the same ``num_samples`` sample paths. Missing values (NaN) in ``y`` are allowed: the engine
+    masks them. Exogenous data ``X`` is not used (``capability:exogenous`` is False): MSFT
+    adapts univariate foundation models, which have no covariate input.
+
+    Parameters
+    ----------
+    backbone : str, default="moirai"
+        Checkpoint: a short name (``"moirai"``, ``"moirai-small"``, ``"moirai-base"``,
+        ``"moment-small"``, ``"moirai-tiny"`` for the small checkpoint bundled with the
+        package), a Hugging Face hub id or a local folder.
+    revision : str or None, default=None
+        Hub revision (branch, tag or commit) of ``backbone``.
+    allow_fallback : bool, default=True
+        If the hub cannot be reached for ``backbone="moirai"``, warn and use the bundled
+        ``"moirai-tiny"`` instead of raising.
+    fit_strategy : {"msft", "lora", "full", "linear-probe", "zero-shot"}, default="msft"
+        What is trained: ``"msft"`` per-scale adapters and LoRA, cross-scale aggregator and
+        head; ``"lora"`` single-scale LoRA and head; ``"full"`` every weight;
+        ``"linear-probe"`` the head only; ``"zero-shot"`` nothing (Moirai only: MOMENT has no
+        forecasting head before fine-tuning).
+    context_length : int, default=512
+        Steps of history the model sees; the last ``context_length`` steps of every series
+        are kept for prediction.
+    prediction_length : int, default=96
+        Training horizon when ``fh`` is not passed to ``fit``. When ``fh`` is passed to
+        ``fit``, the training horizon is ``max(fh)`` in steps instead. Moirai forecasts any
+        horizon later; MOMENT at most its training horizon.
+    num_scales : int, default=4
+        Scales including the original resolution (``K + 1``; each coarser scale halves the
+        resolution); ``"msft"`` only.
+    patch_size : int or "auto", default="auto"
+        Moirai patch size; ``"auto"`` picks the one with the best zero-shot validation error
+        among those Moirai uses for the data's frequency.
+    pooling : {"mean", "max", "subsample"}, default="mean"
+        How coarser scales are built from finer ones.
+    lora_rank : int, default=16
+        LoRA rank (``"msft"``, ``"lora"``).
+    lora_alpha : float, default=16.0
+        LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_rank``).
+    lora_targets : tuple of str, default=("q", "k", "v")
+        Projections that get LoRA, among ``"q"``, ``"k"``, ``"v"``, ``"out"``, ``"ffn"``.
+    shared_lora : bool, default=False
+        One LoRA shared by all scales instead of one per scale (``"msft"`` ablation).
+    aggregator : bool, default=True
+        Cross-scale aggregator in every layer (``"msft"``).
+    aggregator_rank : int or None, default=64
+        Rank of the aggregator maps; None for full ``d x d`` maps.
+    mixing : {"blend", "mixture", "finest"}, default="blend"
+        How per-scale forecasts are combined: weighted blend of sample paths, a true mixture
+        (each path drawn from one scale), or the finest scale only.
+    train_head : bool, default=True
+        Train the output head (Moirai's distribution projection) in ``"msft"`` / ``"lora"``.
+    learning_rate : float or None, default=None
+        Constant learning rate; None for the strategy's default (1e-3 for the
+        parameter-efficient strategies, 1e-5 for ``"full"``).
+    scale_weight_lr : float, default=1e-2
+        Learning rate of the per-scale mixing weights.
+    weight_decay : float, default=0.1
+        AdamW weight decay.
+    batch_size : int, default=32
+        Training windows per step.
+    max_steps : int, default=200
+        Optimiser steps of ``fit`` (and of ``pretrain``).
+    max_epochs : int or None, default=None
+        Optional cap on passes over the training windows.
+    max_time : float or None, default=None
+        Optional wall-clock cap on training, in seconds.
+    validation : float, int or None, default=0.1
+        Held-out tail of every series (fraction or steps) for validation, early stopping and
+        keeping the best weights; None for no validation.
+    val_check_interval : int, default=50
+        Training steps between validations.
+    early_stopping_patience : int or None, default=3
+        Validations without improvement before stopping; None never stops early.
+    gradient_clip : float or None, default=1.0
+        Gradient norm clipping value; None for no clipping.
+    num_samples : int, default=100
+        Sample paths behind quantiles, intervals, variances and ``predict_proba``.
+    random_state : int or None, default=None
+        Seed of training and sampling; the same value gives the same forecasts (on CPU).
+    accelerator : str, default="cpu"
+        Lightning accelerator for training (``"cpu"``, ``"gpu"``, ``"auto"``, ...).
+    devices : int, str or list of int, default=1
+        Lightning devices.
+    strategy : str, default="auto"
+        Lightning distribution strategy (e.g. ``"ddp"``); not the fine-tuning strategy, see
+        ``fit_strategy``.
+    precision : str or None, default=None
+        Lightning precision (``"32-true"`` if None, ``"bf16-mixed"``, ...).
+    verbose : bool, default=False
+        Show Lightning's progress bar and messages.
+    update_steps : int, default=20
+        Steps of continued fine-tuning in ``update(update_params=True)``, on the windows of
+        the most recent ``context_length + training horizon`` steps plus the new data;
+        0 only moves the context forward, as ``update_params=False`` does.
+
+    Attributes
+    ----------
+    engine_ : MSFTEngine
+        The fitted engine (its ``report_`` says what the fine-tune did).
+    history_ : pd.DataFrame
+        The last ``context_length`` plus training-horizon steps of every series (inner mtype),
+        the context of the next forecast.
+    pretrained_engine_ : MSFTEngine
+        Only after ``pretrain``: the engine fine-tuned on the pretraining panel, from which
+        every later ``fit`` continues.
+
+    See Also
+    --------
+    msft_forecast.engine.MSFTEngine : the engine behind this forecaster.
+
+    Notes
+    -----
+    ``update(y, update_params=False)`` only moves the context: the cheap, realistic backtest
+    is ``evaluate(..., strategy="no-update_params")`` (fine-tune once, roll the context).
+    ``update_params=True`` continues fine-tuning for ``update_steps`` steps. After
+    ``pretrain(y_panel)``, ``fit`` fine-tunes from the pretrained weights (clones keep them).
+    The forecaster keeps its own short context, so
+    ``set_config(remember_data=False)`` changes nothing but the size of a pickle (the base
+    class then stops storing the whole training series).
+
+    Examples
+    --------
+    >>> from sktime.datasets import load_airline
+    >>> from msft_forecast import MSFTForecaster
+    >>> y = load_airline()
+    >>> y_train, y_new = y.iloc[:-12], y.iloc[-12:]
+    >>> forecaster = MSFTForecaster(
+    ...     backbone="moirai-tiny", context_length=48, max_steps=2, batch_size=8,
+    ...     num_samples=20, random_state=0,
+    ... )
+    >>> forecaster = forecaster.fit(y_train, fh=[1, 2, 3, 4, 5, 6])
+    >>> forecaster.predict().shape
+    (6,)
+    >>> forecaster.predict_interval(coverage=0.8).shape
+    (6, 2)
+    >>> forecaster = forecaster.update(y_new, update_params=False)  # the context moves
+    >>> forecaster.predict_quantiles(alpha=[0.1, 0.5, 0.9]).index[0]
+    Period('1961-01', 'M')
+    """
+
+    _tags = {
+        # packaging info
+        # --------------
+        "authors": ["msft_forecast developers"],
+        "maintainers": ["msft_forecast developers"],
+        "python_version": ">=3.10",
+        "python_dependencies": [
+            "torch>=2.6",
+            "lightning>=2.4",
+            "safetensors>=0.4",
+            "huggingface_hub>=0.24",
+            "skpro>=2.9",
+        ],
+        # estimator type
+        # --------------
+        "y_inner_mtype": _INNER_MTYPES,
+        "X_inner_mtype": _INNER_MTYPES,
+        "capability:multivariate": True,
+        "capability:exogenous": False,
+        "capability:insample": False,
+        "capability:pred_int": True,
+        "capability:pred_int:insample": False,
+        "capability:missing_values": True,
+        "capability:unequal_length": True,
+        "capability:update": True,
+        "capability:pretrain": True,
+        "pretrain:fitted_params": ["pretrained_engine_"],
+        "capability:random_state": True,
+        "property:randomness": "derandomized",
+        "requires-fh-in-fit": False,
+        "fit_is_empty": False,
+    }
+
+    def __init__(
+        self,
+        backbone: str = "moirai",
+        revision: str | None = None,
+        allow_fallback: bool = True,
+        fit_strategy: str = "msft",
+        context_length: int = 512,
+        prediction_length: int = 96,
+        num_scales: int = 4,
+        patch_size: int | str = "auto",
+        pooling: str = "mean",
+        lora_rank: int = 16,
+        lora_alpha: float = 16.0,
+        lora_targets: tuple[str, ...] = ("q", "k", "v"),
+        shared_lora: bool = False,
+        aggregator: bool = True,
+        aggregator_rank: int | None = 64,
+        mixing: str = "blend",
+        train_head: bool = True,
+        learning_rate: float | None = None,
+        scale_weight_lr: float = 1e-2,
+        weight_decay: float = 0.1,
+        batch_size: int = 32,
+        max_steps: int = 200,
+        max_epochs: int | None = None,
+        max_time: float | None = None,
+        validation: float | int | None = 0.1,
+        val_check_interval: int = 50,
+        early_stopping_patience: int | None = 3,
+        gradient_clip: float | None = 1.0,
+        num_samples: int = 100,
+        random_state: int | None = None,
+        accelerator: str = "cpu",
+        devices: int | str | list[int] = 1,
+        strategy: str = "auto",
+        precision: str | None = None,
+        verbose: bool = False,
+        update_steps: int = 20,
+    ) -> None:
+        self.backbone = backbone
+        self.revision = revision
+        self.allow_fallback = allow_fallback
+        self.fit_strategy = fit_strategy
+        self.context_length = context_length
+        self.prediction_length = prediction_length
+        self.num_scales = num_scales
+        self.patch_size = patch_size
+        self.pooling = pooling
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.lora_targets = lora_targets
+        self.shared_lora = shared_lora
+        self.aggregator = aggregator
+        self.aggregator_rank = aggregator_rank
+        self.mixing = mixing
+        self.train_head = train_head
+        self.learning_rate = learning_rate
+        self.scale_weight_lr = scale_weight_lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.max_epochs = max_epochs
+        self.max_time = max_time
+        self.validation = validation
+        self.val_check_interval = val_check_interval
+        self.early_stopping_patience = early_stopping_patience
+        self.gradient_clip = gradient_clip
+        self.num_samples = num_samples
+        self.random_state = random_state
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
+        self.verbose = verbose
+        self.update_steps = update_steps
+        with warnings.catch_warnings():
+            # sktime 1.2 announces that ``remember_data`` will default to False, which changes
+            # what the *default* update does; this class has its own update and keeps its own
+            # context (``history_``), so the change does not affect it
+            warnings.filterwarnings("ignore", _REMEMBER_DATA_NOTICE, FutureWarning)
+            super().__init__()
+
+    # ------------------------------------------------------------------------------ settings
+    def _settings(self, horizon: int) -> MSFTSettings:
+        """Engine settings from the hyper-parameters, with the training horizon ``horizon``."""
+        values = {name: getattr(self, name) for name in _SETTING_NAMES}
+        values["prediction_length"] = int(horizon)
+        return MSFTSettings(**values)
+
+    def _training_horizon(self, fh: ForecastingHorizon | None, cutoff) -> int:
+        """``max(fh)`` in steps after ``cutoff`` if ``fh`` is given, else ``prediction_length``."""
+        if fh is None:
+            return int(self.prediction_length)
+        steps = fh.to_relative(cutoff).to_numpy()
+        return max(1, int(np.max(steps)))
+
+    def _backbone(self):
+        """The shared frozen backbone, loaded now if this process has not loaded it yet.
+
+        Called before every ``MSFTEngine.fit``: a backbone first loaded inside ``fit`` builds
+        its modules after the engine has seeded torch, which shifts the random stream of the
+        trainable tensors' initialisation, so the first fit in a process would differ from
+        later fits with the same ``random_state``.
+        """
+        from msft_forecast.backbones.cache import get_backbone
+
+        return get_backbone(self.backbone, self.revision, allow_fallback=self.allow_fallback)
+
+    # ----------------------------------------------------------------------------------- fit
+    def _fit(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
+        """Fine-tune one engine on every channel of every series in ``y``.
+
+        After ``pretrain``, continues from the pretrained weights instead of the backbone.
+        """
+        horizon = self._training_horizon(fh, self.cutoff)
+        settings = self._settings(horizon)
+        series = _channels(y)
+        freq = _frequency_key(self.cutoff)
+        pretrained = getattr(self, "pretrained_engine_", None)
+        self._backbone()
+        if pretrained is None:
+            engine = MSFTEngine(settings).fit(series, freq=freq)
+        else:
+            engine = self._from_pretrained(pretrained, settings)
+            engine.fit(series, freq=freq, warm_start=True)
+        self.engine_ = engine
+        self.history_ = _tail(y, self._history_length())
+        return self
+
+    def _from_pretrained(self, pretrained: MSFTEngine, settings: MSFTSettings) -> MSFTEngine:
+        """A new engine with the current settings holding a copy of the pretrained tensors.
+
+        Goes through the engine's public ``state``/``from_state`` so the pretrained engine is
+        never modified, and changed structural settings (strategy, ranks, ...) fail clearly.
+        """
+        trained_horizon = int(pretrained.settings.prediction_length)
+        if self._backbone().kind == "moment" and settings.prediction_length != trained_horizon:
+            # MOMENT's forecasting head has a fixed output length: keep the pretrained one
+            if settings.prediction_length > trained_horizon:
+                raise ValueError(
+                    f"The MOMENT model was pretrained for a horizon of {trained_horizon} "
+                    f"steps; fit needs {settings.prediction_length}. Pass a shorter fh to fit "
+                    f"or pretrain with fh up to {settings.prediction_length}."
+                )
+            settings.prediction_length = trained_horizon
+        state = pretrained.state()
+        meta = {**state["meta"], "settings": settings.to_json()}
+        return MSFTEngine.from_state({"meta": meta, "tensors": state["tensors"]})
+
+    def _history_length(self) -> int:
+        """Steps of every series kept: a context plus one training horizon (for ``update``)."""
+        return int(self.context_length) + int(self.engine_.settings.prediction_length)
+
+    # ------------------------------------------------------------------------------ pretrain
+    def _pretrain(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
+        """Global fine-tune on a panel; a later ``fit`` continues from these weights."""
+        from sktime.datatypes._utilities import get_cutoff
+
+        cutoff = get_cutoff(y, return_index=True)
+        settings = self._settings(self._training_horizon(fh, cutoff))
+        self._backbone()
+        engine = MSFTEngine(settings).fit(_channels(y), freq=_frequency_key(cutoff))
+        self.pretrained_engine_ = engine
+        return self
+
+    def _pretrain_update(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
+        """Continue pretraining on another panel (``max_steps`` more steps)."""
+        from sktime.datatypes._utilities import get_cutoff
+
+        freq = _frequency_key(get_cutoff(y, return_index=True))
+        self._backbone()
+        self.pretrained_engine_.fit(_channels(y), freq=freq, warm_start=True)
+        return self
+
+    # -------------------------------------------------------------------------------- update
+    def _update(self, y: pd.DataFrame, X=None, update_params: bool = True):
+        """Move the context forward; with ``update_params`` also continue fine-tuning.
+
+        Continued fine-tuning runs ``update_steps`` steps on the kept history plus ``y``, so
+        the windows it trains on are the ones that see the new observations.
+        """
+        from sktime.datatypes import update_data
+
+        history = update_data(self.history_, y)
+        if update_params and int(self.update_steps) > 0:
+            self._backbone()
+            self.engine_.fit(
+                _channels(history),
+                freq=_frequency_key(self.cutoff),
+                warm_start=True,
+                max_steps=int(self.update_steps),
+            )
+        self.history_ = _tail(history, self._history_length())
+        return self
+
+    # ------------------------------------------------------------------------------- predict
+    def _forecast(self, fh: ForecastingHorizon):
+        """Engine forecast for ``fh`` and how to lay it out.
+
+        Returns the :class:`Forecast`, the ``(instances, len(fh))`` zero-based step of each
+        requested time point in the forecast arrays, the row index of the output and the
+        number of instances.
+        """
+        from sktime.datatypes._utilities import get_cutoff
+
+        fh_abs = fh.to_absolute(self.cutoff)
+        times = fh.to_absolute_index(self.cutoff)
+        instances = _instances(self.history_)
+        # instances of a panel may end before the common cutoff: count steps from each own end
+        steps_by_end: dict[Any, np.ndarray] = {}
+        steps = []
+        for _, frame in instances:
+            end = get_cutoff(frame, return_index=True)
+            key = end[0]
+            if key not in steps_by_end:
+                steps_by_end[key] = fh_abs.to_relative(end).to_numpy().astype(np.int64)
+            steps.append(steps_by_end[key])
+        steps = np.stack(steps)
+        if steps.min() < 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} can not perform in-sample prediction; found fh {fh}."
+            )
+        forecast = self.engine_.forecast(_channels(self.history_), horizon=int(steps.max()))
+        index = _output_index(self.history_, [k for k, _ in instances], times)
+        return forecast, steps - 1, index, len(instances)
+
+    def _select(self, values: np.ndarray, steps: np.ndarray, n_instances: int) -> np.ndarray:
+        """``(series, ..., H)`` engine array -> ``(instances, fh, variables, ...)``."""
+        n_vars = values.shape[0] // n_instances
+        per = values.reshape(n_instances, n_vars, *values.shape[1:])
+        idx = steps.reshape(n_instances, 1, *([1] * (values.ndim - 2)), steps.shape[1])
+        picked = np.take_along_axis(per, idx, axis=-1)  # (instances, vars, ..., fh)
+        return np.moveaxis(picked, -1, 1)
+
+    def _predict(self, fh: ForecastingHorizon, X=None) -> pd.DataFrame:
+        """Point forecast: the mean of the predictive distribution (``Forecast.mean``)."""
+        forecast, steps, index, n = self._forecast(fh)
+        values = self._select(forecast.mean, steps, n)  # (instances, fh, vars)
+        return pd.DataFrame(
+            values.reshape(len(index), -1), index=index, columns=self._get_varnames()
+        )
+
+    def _predict_quantiles(self, fh: ForecastingHorizon, X, alpha: list[float]) -> pd.DataFrame:
+        """Empirical quantiles of the sample paths (``Forecast.quantiles``), monotone in alpha."""
+        forecast, steps, index, n = self._forecast(fh)
+        values = self._select(forecast.quantiles(alpha), steps, n)  # (inst, fh, vars, alpha)
+        columns = self._get_columns(method="predict_quantiles", alpha=alpha)
+        return pd.DataFrame(values.reshape(len(index), -1), index=index, columns=columns)
+
+    def _predict_var(self, fh: ForecastingHorizon, X=None, cov: bool = False) -> pd.DataFrame:
+        """Variance of the sample paths (population variance, as skpro's ``Empirical``)."""
+        if cov:
+            raise NotImplementedError(
+                f"{type(self).__name__}.predict_var supports marginal variances only (cov=False)."
+            )
+        forecast, steps, index, n = self._forecast(fh)
+        values = self._select(forecast.samples.var(axis=1), steps, n)
+        return pd.DataFrame(
+            values.reshape(len(index), -1), index=index, columns=self._get_varnames()
+        )
+
+    def _predict_proba(self, fh: ForecastingHorizon, X=None, marginal: bool = True):
+        """skpro ``Empirical`` distribution of the sample paths.
+
+        With ``marginal=False`` the sample paths are kept whole (``time_indep=False``), so
+        sampling from the distribution returns coherent paths.
+        """
+        from skpro.distributions import Empirical
+
+        forecast, steps, index, n = self._forecast(fh)
+        values = self._select(forecast.samples, steps, n)  # (inst, fh, vars, samples)
+        num_samples = values.shape[-1]
+        values = np.moveaxis(values, -1, 0).reshape(num_samples * len(index), -1)
+        rows = np.tile(np.arange(len(index)), num_samples)
+        sample_ids = np.repeat(np.arange(num_samples), len(index))
+        if isinstance(index, pd.MultiIndex):
+            arrays = [index.get_level_values(i)[rows] for i in range(index.nlevels)]
+        else:
+            arrays = [index[rows]]
+        spl_index = pd.MultiIndex.from_arrays([sample_ids, *arrays], names=["sample", *index.names])
+        columns = pd.Index(self._get_varnames())
+        spl = pd.DataFrame(values, index=spl_index, columns=columns)
+        return Empirical(spl, time_indep=marginal, index=index, columns=columns)
+
+    # ------------------------------------------------------------------------- test settings
+    @classmethod
+    def get_test_params(cls, parameter_set: str = "default") -> list[dict[str, Any]]:
+        """Tiny offline settings (bundled ``"moirai-tiny"``) that fit in about a second.
+
+        Parameters
+        ----------
+        parameter_set : str, default="default"
+            Name of the set of test parameters (only the default exists).
+
+        Returns
+        -------
+        list of dict
+            ``MyClass(**params)`` creates a valid test instance for each dict.
+        """
+        tiny = {
+            "backbone": "moirai-tiny",
+            "context_length": 32,
+            "prediction_length": 3,
+            "max_steps": 2,
+            "batch_size": 8,
+            "num_samples": 10,
+            "random_state": 0,
+            "update_steps": 1,
+        }
+        return [
+            {**tiny, "fit_strategy": "msft", "num_scales": 2, "validation": None},
+            {**tiny, "fit_strategy": "lora", "lora_rank": 2, "validation": 3},
+        ]
+
+
+# ------------------------------------------------------------------------- data conversion
+def _instances(y: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """``(instance key, frame indexed by time)`` of every series, in order of appearance."""
+    if not isinstance(y.index, pd.MultiIndex):
+        return [((), y)]
+    levels = list(range(y.index.nlevels - 1))
+    out = []
+    for key, frame in y.groupby(level=levels, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        out.append((key, frame.droplevel(levels)))
+    return out
+
+
+def _channels(y: pd.DataFrame) -> list[np.ndarray]:
+    """One 1-D float array (NaN for missing) per column of every series, instance-major."""
+    out = []
+    for _, frame in _instances(y):
+        values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+        out.extend(values[:, j].copy() for j in range(values.shape[1]))
+    return out
+
+
+def _tail(y: pd.DataFrame, length: int) -> pd.DataFrame:
+    """The last ``length`` rows of every series."""
+    if not isinstance(y.index, pd.MultiIndex):
+        return y.iloc[-length:]
+    levels = list(range(y.index.nlevels - 1))
+    return y.groupby(level=levels, sort=False, group_keys=False).tail(length)
+
+
+def _output_index(history: pd.DataFrame, keys: list[tuple], times: pd.Index) -> pd.Index:
+    """Row index of a forecast: ``times`` for one series, ``(instance..., time)`` for panels."""
+    names = list(history.index.names)
+    if not isinstance(history.index, pd.MultiIndex):
+        return times.rename(names[0])
+    n_times = len(times)
+    arrays = [
+        pd.Index([key[level] for key in keys]).repeat(n_times) for level in range(len(names) - 1)
+    ]
+    arrays.append(times[np.tile(np.arange(n_times), len(keys))])
+    return pd.MultiIndex.from_arrays(arrays, names=names)
+
+
+#: pandas offset class names (matched in order) -> the frequency letter the engine keys its
+#: patch-size table on.
+_OFFSET_LETTERS = (
+    ("Year", "Y"),
+    ("Quarter", "Q"),
+    ("Month", "M"),
+    ("Week", "W"),
+    ("Hour", "H"),
+    ("Day", "D"),
+    ("Minute", "T"),
+    ("Second", "S"),
+    ("Milli", "S"),
+    ("Micro", "S"),
+    ("Nano", "S"),
+)
+
+
+def _frequency_key(cutoff) -> str | None:
+    """One unambiguous frequency letter for the engine, or None when the index has none.
+
+    The engine reads the first letter of a frequency string, which is ambiguous for pandas'
+    current aliases ("min" and "ms" start like monthly "M", "SME" like seconds, "BME" like
+    business days); the offset's class says what the frequency is.
+    """
+    offset = getattr(cutoff, "freq", None)
+    if offset is None:
+        return None
+    name = type(offset).__name__
+    for part, letter in _OFFSET_LETTERS:
+        if part in name:
+            return letter
+    return None

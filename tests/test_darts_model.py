@@ -15,7 +15,6 @@ from dataclasses import fields
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from darts import TimeSeries, concatenate
 from darts.metrics import mae, mape, rmse, smape
 from darts.models.forecasting.forecasting_model import GlobalForecastingModel
@@ -24,15 +23,6 @@ from msft_forecast.darts import FORECAST_CHUNK, MSFTModel
 from msft_forecast.engine import MSFTEngine, MSFTSettings
 
 C, H = 48, 12
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

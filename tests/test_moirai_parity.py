@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,16 +59,6 @@ SMALL = {
 }
 ATOL = RTOL = 1e-5
 F64_TOL = 1e-9
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These batches are small: one thread is several times faster than two on a busy box
-    (OpenMP workers spin while the other core is taken), and leaves a core to the rest."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------

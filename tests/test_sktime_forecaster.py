@@ -40,21 +40,6 @@ TINY = dict(
 FH = list(range(1, 7))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one torch thread.
-
-    They gain nothing from threads, and on a busy shared machine OpenMP's spinning barriers
-    make every small parallel region wait for a descheduled thread (a 2-minute run took 20).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def y_air() -> pd.Series:
     return load_airline()

@@ -90,7 +90,7 @@ def load_series(
             f"time column {tcol!r} has duplicated time stamps, e.g. {index[index.duplicated()][0]}"
         )
     values = values.sort_index()
-    freq = freq or pd.infer_freq(values.index)
+    freq = freq or _infer_freq(values.index)
     if freq is None:
         raise InputError(
             "the time stamps are irregular and no frequency was given; pass --freq (e.g. 'h', 'D')"
@@ -99,6 +99,22 @@ def load_series(
     if np.isinf(values.to_numpy(dtype=float)).any():
         raise InputError("the data holds infinite values; replace them with empty cells (missing)")
     return values, freq
+
+
+def _infer_freq(index: pd.DatetimeIndex) -> str | None:
+    """pandas' inferred frequency, else the step between most time stamps when every step is
+    a whole multiple of it (regular data with gaps: the gaps become missing values)."""
+    if len(index) < 3:
+        return None
+    freq = pd.infer_freq(index)
+    if freq is not None:
+        return freq
+    steps = index.to_series().diff().dropna()
+    step = steps.mode().iloc[0]
+    regular = (steps == step).mean() > 0.5
+    if not regular or step <= pd.Timedelta(0) or ((steps % step) != pd.Timedelta(0)).any():
+        return None
+    return pd.tseries.frequencies.to_offset(step).freqstr
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
@@ -120,7 +136,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         random_state=args.seed,
         num_samples=args.num_samples,
-        verbose=args.verbose,
+        verbose=sys.stderr.isatty() if args.verbose is None else args.verbose,
     )
     engine.fit(series, freq=freq)
     fc = engine.forecast(series, args.horizon, seed=args.seed)
@@ -184,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune on a CSV or Parquet file (a time column and one or more value "
         "columns; each column is forecast as its own series) and write the forecasts with "
         "quantiles. Missing cells and gaps in the time stamps are handled as missing values.",
+        epilog="example: msft-forecast forecast sales.csv --horizon 24 --output forecast.csv "
+        "--plot forecast.png  (bad input: exit status 2 and one line on stderr)",
     )
     f.add_argument("input", help="CSV or Parquet file")
     f.add_argument("--horizon", type=int, required=True, help="steps to forecast")
@@ -192,19 +210,69 @@ def build_parser() -> argparse.ArgumentParser:
         "--columns", nargs="+", default=None, help="value columns (default: all numeric)"
     )
     f.add_argument("--freq", default=None, help="pandas frequency (default: inferred)")
-    f.add_argument("--backbone", default="moirai-tiny", help="short name, hub id or folder")
-    f.add_argument("--strategy", default="msft", choices=FIT_STRATEGIES)
-    f.add_argument("--context", type=int, default=512, help="context length")
-    f.add_argument("--num-scales", type=int, default=4)
-    f.add_argument("--max-steps", type=int, default=200)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--learning-rate", type=float, default=None)
-    f.add_argument("--num-samples", type=int, default=200)
-    f.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--backbone",
+        default="moirai-tiny",
+        help="short name ('moirai-tiny' bundled, offline; 'moirai', 'moirai-base', "
+        "'moment-small', ...), Hugging Face hub id or local folder (default: %(default)s)",
+    )
+    f.add_argument(
+        "--strategy",
+        default="msft",
+        choices=FIT_STRATEGIES,
+        help="fine-tuning strategy (default: %(default)s)",
+    )
+    f.add_argument(
+        "--context", type=int, default=512, help="context length in steps (default: %(default)s)"
+    )
+    f.add_argument(
+        "--num-scales",
+        type=int,
+        default=4,
+        help="MSFT scales including the original resolution (default: %(default)s)",
+    )
+    f.add_argument(
+        "--max-steps", type=int, default=200, help="training steps at most (default: %(default)s)"
+    )
+    f.add_argument(
+        "--batch-size", type=int, default=32, help="windows per step (default: %(default)s)"
+    )
+    f.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="default: the strategy's (1e-3; 1e-5 for 'full')",
+    )
+    f.add_argument(
+        "--num-samples",
+        type=int,
+        default=200,
+        help="sample paths the quantiles come from (default: %(default)s)",
+    )
+    f.add_argument(
+        "--quantiles",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.5, 0.9],
+        help="quantile levels written as columns q<level> (default: 0.1 0.5 0.9)",
+    )
+    f.add_argument(
+        "--seed", type=int, default=0, help="seed of training and sampling (default: %(default)s)"
+    )
     f.add_argument("--output", default=None, help="CSV to write (default: print)")
-    f.add_argument("--plot", default=None, help="PNG to write")
-    f.add_argument("--verbose", action="store_true", help="progress bar and training logs")
+    f.add_argument(
+        "--plot",
+        default=None,
+        help="PNG to write: history, mean, the band between the outer quantiles and every "
+        "scale's forecast with its weight",
+    )
+    f.add_argument(
+        "--verbose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="training progress bar and Lightning's logs on stderr (default: on when stderr is "
+        "a terminal)",
+    )
     f.set_defaults(func=cmd_forecast)
 
     b = sub.add_parser(
@@ -221,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["benchmark"]:
         from msft_forecast.benchmarks.lsf import main as benchmark_main
 
-        benchmark_main(argv[1:])
+        try:
+            benchmark_main(argv[1:])
+        except (FileNotFoundError, ValueError) as err:  # e.g. the data folder lacks a dataset
+            print(f"msft-forecast: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         return 0
     args = build_parser().parse_args(argv)
     try:

@@ -5,6 +5,7 @@ of windows (default 8 x context 512 + horizon 96, patch size 32). Each configura
 fresh subprocess so its peak resident memory is its own. A step is forward + backward + AdamW.
 
     python benchmarks/training_cost.py [--batch 8] [--steps 5] [--threads 2] [--scales 1 2 4]
+        [--contexts 512 1024] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--contexts", type=int, nargs="+", default=[512])
+    parser.add_argument("--markdown", default=None, help="also write the table here")
     parser.add_argument("--scales", type=int, nargs="+", default=[4])
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -88,7 +90,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         strategy, precision, scales = args.child.split(",")
-        row = measure(strategy, precision, args.batch, args.steps, int(scales), args.context)
+        row = measure(strategy, precision, args.batch, args.steps, int(scales), args.contexts[0])
         print(json.dumps(row))
         return
 
@@ -96,47 +98,55 @@ def main() -> None:
 
     env = environment()
     env["threads"] = str(args.threads)
-    print(
-        f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
-        f"{env['commit']}\n# Moirai-small architecture, batch {args.batch} x (context "
-        f"{args.context} + horizon 96), patch 32, median of {args.steps} steps after 2 warm-up"
-    )
-    print(
-        "| strategy | scales | precision | step (s) | tokens/step | tokens/s | trainable | "
-        "peak RSS (MB) | first loss |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for strategy in args.strategies:
-        for scales in args.scales if strategy == "msft" else [1]:
-            for precision in args.precisions:
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    f"{strategy},{precision},{scales}",
-                    "--batch",
-                    str(args.batch),
-                    "--steps",
-                    str(args.steps),
-                    "--threads",
-                    str(args.threads),
-                    "--context",
-                    str(args.context),
-                ]
-                out = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
-                )
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(
-                    f"| {r['strategy']} | {r['scales']} | {r['precision']} | {r['step_s']:.3f} "
-                    f"| {r['tokens_per_step']} | {r['tokens_per_step'] / r['step_s']:.0f} | "
-                    f"{r['trainable']:,} | {r['peak_rss_mb']:.0f} | {r['first_loss']:.4f} |",
-                    flush=True,
-                )
+    lines = [
+        f"- machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
+        f"{env['commit']}",
+        f"- Moirai-small architecture, batch {args.batch} x (context + horizon 96), patch 32, "
+        f"median of {args.steps} steps after 2 warm-up; each row in a fresh process",
+        "- command: python benchmarks/training_cost.py " + " ".join(sys.argv[1:]),
+        "",
+        "| strategy | scales | context | precision | step (s) | tokens/step | tokens/s | "
+        "trainable | peak RSS (MB) | first loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
+    for context in args.contexts:
+        for strategy in args.strategies:
+            for scales in args.scales if strategy == "msft" else [1]:
+                for precision in args.precisions:
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        f"{strategy},{precision},{scales}",
+                        "--batch",
+                        str(args.batch),
+                        "--steps",
+                        str(args.steps),
+                        "--threads",
+                        str(args.threads),
+                        "--contexts",
+                        str(context),
+                    ]
+                    out = subprocess.run(
+                        cmd,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
+                    )
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    line = (
+                        f"| {r['strategy']} | {r['scales']} | {context} | {r['precision']} | "
+                        f"{r['step_s']:.3f} | {r['tokens_per_step']} | "
+                        f"{r['tokens_per_step'] / r['step_s']:.0f} | {r['trainable']:,} | "
+                        f"{r['peak_rss_mb']:.0f} | {r['first_loss']:.4f} |"
+                    )
+                    lines.append(line)
+                    print(line, flush=True)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,25 @@ choice) come from the validation split; test windows roll over the test split wi
 earlier splits.  Metrics on the normalised scale: MSE of the mean forecast, MAE of the median,
 CRPS (mean weighted quantile loss over 0.1..0.9) and the coverage of the 80% interval.
 
+What can be run, on the same windows (``--strategies``, any mix):
+
+* fine-tuning strategies of the engine: ``zero-shot``, ``linear-probe``, ``lora``, ``full``,
+  ``msft``;
+* the paper's ablations of MSFT (:data:`VARIANTS`): ``msft-no-aggregator``,
+  ``msft-shared-lora``, ``msft-no-mixing`` (scale 0 only), ``msft-k0`` (no extra scales);
+* models trained from scratch (:mod:`msft_forecast.benchmarks.peers`): ``dlinear``,
+  ``nlinear``, ``patchtst``, ``timemixer``, ``itransformer``;
+* classical baselines: ``last-value``, ``seasonal-naive``, ``theta``.
+
+``--sampling blend mixture`` scores every fitted MSFT model under both ways of combining the
+scales' forecasts (the fit is the same; only sampling differs).
+
 Every number this module prints comes with the settings that produced it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import subprocess
@@ -23,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from msft_forecast.benchmarks import peers
+from msft_forecast.benchmarks.resources import PeakMemory
 from msft_forecast.data.lsf import LSFDataset, load_lsf
 from msft_forecast.engine import MSFTEngine, MSFTSettings
+from msft_forecast.msft.strategies import FIT_STRATEGIES
 
 QUANTILES = np.round(np.arange(0.1, 1.0, 0.1), 2)
 
@@ -50,6 +67,8 @@ class RunResult:
     scale_weights: list[float]
     fit_seconds: float
     windows: int
+    fit_memory_mb: float | None = None
+    sampling: str = "-"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +95,34 @@ def score(samples: np.ndarray, mean: np.ndarray, truth: np.ndarray) -> dict[str,
 
 #: Classical baselines scored on the same windows (point forecasts only).
 BASELINES = ("last-value", "seasonal-naive", "theta")
+
+#: The paper's ablations of MSFT: name -> engine settings that differ from plain ``msft``.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "msft-no-aggregator": {"aggregator": False},
+    "msft-shared-lora": {"shared_lora": True},
+    "msft-no-mixing": {"mixing": "finest"},
+    "msft-k0": {"num_scales": 1},
+}
+
+#: Everything ``--strategies`` accepts.
+ALL_MODELS: tuple[str, ...] = (*FIT_STRATEGIES, *VARIANTS, *peers.PEERS, *BASELINES)
+
+
+def resolve_model(name: str) -> tuple[str, str, dict[str, Any]]:
+    """``(kind, fit_strategy, overrides)`` for a ``--strategies`` entry.
+
+    ``kind`` is ``"engine"`` (a fine-tuning strategy or an MSFT ablation), ``"peer"`` or
+    ``"baseline"``.
+    """
+    if name in FIT_STRATEGIES:
+        return "engine", name, {}
+    if name in VARIANTS:
+        return "engine", "msft", dict(VARIANTS[name])
+    if name in peers.PEERS:
+        return "peer", name, {}
+    if name in BASELINES:
+        return "baseline", name, {}
+    raise ValueError(f"unknown strategy or model {name!r}; choose from {list(ALL_MODELS)}")
 
 
 def baseline_forecast(name: str, contexts: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -166,8 +213,14 @@ def run_one(
     channels: list[str] | None = None,
     stride: int = 96,
     num_samples: int = 100,
-) -> RunResult:
-    """Fine-tune with ``settings`` on the train+validation splits and score on the test split."""
+    label: str | None = None,
+    sampling: tuple[str, ...] = ("blend",),
+) -> list[RunResult]:
+    """Fine-tune with ``settings`` on the train+validation splits and score on the test split.
+
+    Returns one result per entry of ``sampling`` (the same fitted model, its scales' forecasts
+    combined by each mode) for a multi-scale Moirai model, else one result.
+    """
     values = ds.normalised()
     names = list(ds.frame.columns)
     picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
@@ -176,35 +229,110 @@ def run_one(
     settings.validation = ds.val_end - ds.train_end
     engine = MSFTEngine(settings)
     start = time.perf_counter()
-    engine.fit(history, freq=ds.freq)
+    with PeakMemory() as memory:
+        engine.fit(history, freq=ds.freq)
     fit_seconds = time.perf_counter() - start
     origins = test_origins(ds, horizon, stride)
-    means, samples, truths = [], [], []
-    for j in picked:
-        contexts = [values[:t, j] for t in origins]
-        fc = engine.forecast(contexts, horizon, num_samples, seed=settings.random_state or 0)
-        means.append(fc.mean)
-        samples.append(fc.samples)
-        truths.append(np.stack([values[t : t + horizon, j] for t in origins]))
-    mean, samp, truth = np.concatenate(means), np.concatenate(samples), np.concatenate(truths)
+    truth = np.concatenate(
+        [np.stack([values[t : t + horizon, j] for t in origins]) for j in picked]
+    )
     ok = np.isfinite(truth).all(axis=1)
-    metrics = score(samp[ok], mean[ok], truth[ok])
+    model = engine.model_
+    spec = getattr(model, "spec", None)
+    multi_scale = spec is not None and spec.num_scales > 1 and spec.mixing != "finest"
+    modes = [m for m in sampling if multi_scale and hasattr(model, "mixing_weights")] or [None]
     report = engine.report_
+    results = []
+    for mode in modes:
+        if mode is not None:
+            model.spec = dataclasses.replace(spec, mixing=mode)
+        try:
+            means, samples = [], []
+            for j in picked:
+                contexts = [values[:t, j] for t in origins]
+                fc = engine.forecast(
+                    contexts, horizon, num_samples, seed=settings.random_state or 0
+                )
+                means.append(fc.mean)
+                samples.append(fc.samples)
+        finally:
+            if mode is not None:
+                model.spec = spec
+        mean, samp = np.concatenate(means), np.concatenate(samples)
+        metrics = score(samp[ok], mean[ok], truth[ok])
+        results.append(
+            RunResult(
+                dataset=ds.name,
+                strategy=label or settings.fit_strategy,
+                horizon=horizon,
+                seed=int(settings.random_state or 0),
+                settings=settings.to_json(),
+                val_loss=report.best_val_loss,
+                initial_val_loss=report.initial_val_loss,
+                steps=report.steps,
+                trainable_parameters=report.trainable_parameters,
+                patch_size=report.patch_size,
+                scale_weights=[float(w) for w in fc.weights],
+                fit_seconds=fit_seconds,
+                windows=int(ok.sum()),
+                fit_memory_mb=memory.peak_mb,
+                sampling=mode or "-",
+                **metrics,
+            )
+        )
+    return results
+
+
+def run_peer(
+    ds: LSFDataset,
+    name: str,
+    budget: peers.PeerBudget,
+    *,
+    context: int,
+    horizon: int,
+    channels: list[str] | None = None,
+    stride: int = 96,
+) -> RunResult:
+    """Train a from-scratch peer (:mod:`msft_forecast.benchmarks.peers`) and score it."""
+    values = ds.normalised()
+    names = list(ds.frame.columns)
+    picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
+    origins = test_origins(ds, horizon, stride)
+    with PeakMemory() as memory:
+        out = peers.fit_predict(
+            name,
+            values[:, picked],
+            train_end=ds.train_end,
+            val_end=ds.val_end,
+            origins=origins,
+            context=context,
+            horizon=horizon,
+            budget=budget,
+        )
+    pred = out.predictions.reshape(-1, horizon)
+    truth = np.concatenate(
+        [np.stack([values[t : t + horizon, j] for t in origins]) for j in picked]
+    )
+    ok = np.isfinite(truth).all(axis=1)
     return RunResult(
         dataset=ds.name,
-        strategy=settings.fit_strategy,
+        strategy=name,
         horizon=horizon,
-        seed=int(settings.random_state or 0),
-        settings=settings.to_json(),
-        val_loss=report.best_val_loss,
-        initial_val_loss=report.initial_val_loss,
-        steps=report.steps,
-        trainable_parameters=report.trainable_parameters,
-        patch_size=report.patch_size,
-        scale_weights=[float(w) for w in fc.weights],
-        fit_seconds=fit_seconds,
+        seed=budget.seed,
+        settings={"context_length": context, **dataclasses.asdict(budget)},
+        mse=float(np.mean((pred[ok] - truth[ok]) ** 2)),
+        mae=float(np.mean(np.abs(pred[ok] - truth[ok]))),
+        crps=None,
+        coverage80=None,
+        val_loss=None,
+        initial_val_loss=None,
+        steps=int(out.steps or 0),
+        trainable_parameters=out.trainable_parameters,
+        patch_size=0,
+        scale_weights=[],
+        fit_seconds=out.fit_seconds,
         windows=int(ok.sum()),
-        **metrics,
+        fit_memory_mb=memory.peak_mb,
     )
 
 
@@ -241,33 +369,74 @@ def environment() -> dict[str, str]:
     }
 
 
+TABLE_COLUMNS = (
+    "dataset",
+    "strategy",
+    "sampling",
+    "seed",
+    "mse",
+    "mae",
+    "crps",
+    "coverage80",
+    "steps",
+    "patch_size",
+    "trainable_parameters",
+    "fit_seconds",
+    "fit_memory_mb",
+    "windows",
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
 def markdown_table(results: list[RunResult]) -> str:
-    cols = [
-        "dataset",
-        "strategy",
-        "horizon",
-        "seed",
-        "mse",
-        "mae",
-        "crps",
-        "coverage80",
-        "val_loss",
-        "initial_val_loss",
-        "steps",
-        "patch_size",
-        "trainable_parameters",
-        "fit_seconds",
-        "windows",
-    ]
+    """One row per result: every metric and cost, and MSFT's learned scale weights."""
+    cols = list(TABLE_COLUMNS)
     lines = ["| " + " | ".join(cols) + " | scale weights |", "|" + "---|" * (len(cols) + 1)]
     for r in results:
         row = asdict(r)
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
         weights = ", ".join(f"{w:.2f}" for w in r.scale_weights)
-        lines.append("| " + " | ".join(cells) + f" | {weights} |")
+        lines.append("| " + " | ".join(_cell(row[c]) for c in cols) + f" | {weights} |")
+    return "\n".join(lines)
+
+
+def model_label(r: RunResult) -> str:
+    """Column name of a result in :func:`summary_table`."""
+    return r.strategy if r.sampling in ("-", "blend") else f"{r.strategy} ({r.sampling})"
+
+
+def summary_table(results: list[RunResult], metric: str = "mse") -> str:
+    """Datasets in rows, models in columns, ``metric`` averaged over seeds (± std if several).
+
+    The best value of each row is in bold.
+    """
+    models = list(dict.fromkeys(model_label(r) for r in results))
+    datasets = list(dict.fromkeys(r.dataset for r in results))
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        value = getattr(r, metric)
+        if value is not None:
+            cells.setdefault((r.dataset, model_label(r)), []).append(float(value))
+    lines = ["| dataset | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for d in datasets:
+        means = {m: float(np.mean(cells[d, m])) for m in models if (d, m) in cells}
+        best = min(means.values()) if metric != "coverage80" and means else None
+        row = []
+        for m in models:
+            if m not in means:
+                row.append("-")
+                continue
+            text = f"{means[m]:.4f}"
+            if len(cells[d, m]) > 1:
+                text += f" ± {float(np.std(cells[d, m])):.4f}"
+            row.append(f"**{text}**" if best is not None and means[m] == best else text)
+        lines.append(f"| {d} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -276,44 +445,89 @@ def save(results: list[RunResult], path: str | Path, header: dict[str, Any]) -> 
         json.dump({"environment": header, "results": [asdict(r) for r in results]}, fh, indent=1)
 
 
-def main(argv: list[str] | None = None) -> list[RunResult]:
+def build_parser():
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m msft_forecast.benchmarks.lsf",
-        description="Fine-tune strategies on LSF datasets; score them on rolling test windows.",
+        description=(
+            "Fine-tune strategies, MSFT ablations, from-scratch peers and classical baselines on "
+            "LSF datasets; score them all on the same rolling test windows."
+        ),
     )
     parser.add_argument("--root", default="../shared/data/lsf", help="folder with the CSV files")
+    parser.add_argument(
+        "--download", action="store_true", help="fetch missing ETT files (checksum-verified)"
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the SHA-256 check (for files that are not the published benchmark versions)",
+    )
     parser.add_argument("--datasets", nargs="+", default=["ETTh1"])
     parser.add_argument("--channels", nargs="*", default=None, help="default: all channels")
     parser.add_argument(
-        "--strategies", nargs="+", default=["zero-shot", "linear-probe", "lora", "full", "msft"]
+        "--strategies",
+        nargs="+",
+        default=["zero-shot", "linear-probe", "lora", "full", "msft"],
+        metavar="NAME",
+        help=f"any of: {', '.join(ALL_MODELS)}",
     )
     parser.add_argument("--backbone", default="moirai-tiny")
     parser.add_argument("--horizon", type=int, default=96)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--patch-size", default="auto")
     parser.add_argument("--num-scales", type=int, default=4)
-    parser.add_argument("--max-steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--val-check-interval", type=int, default=25)
+    parser.add_argument(
+        "--max-steps", type=int, default=200, help="step budget of every trained model"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    parser.add_argument(
+        "--val-check-interval", type=int, default=25, help="steps between validations"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=3, help="validations without improvement before stopping"
+    )
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--precision", default=None)
-    parser.add_argument("--stride", type=int, default=96)
+    parser.add_argument("--stride", type=int, default=96, help="steps between test windows")
     parser.add_argument("--num-samples", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--sampling",
+        nargs="+",
+        default=["blend"],
+        choices=["blend", "mixture"],
+        help="how MSFT combines its scales' samples; several: scored on the same fit",
+    )
     parser.add_argument(
         "--set",
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="extra engine settings, e.g. aggregator=false mixing=mixture",
+        help="extra engine settings as KEY=JSON, e.g. aggregator=false",
     )
     parser.add_argument("--json", default=None, help="write every result and setting here")
     parser.add_argument(
-        "--markdown", default=None, help="write the settings header and the table here"
+        "--markdown", default=None, help="write the settings header and the tables here"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[RunResult]:
+    """Run the benchmark from command-line arguments (see ``--help``)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    for name in args.strategies:
+        try:
+            kind, _, _ = resolve_model(name)
+        except ValueError as err:
+            parser.error(str(err))
+        if kind == "peer":
+            try:
+                peers.require(name)
+            except ModuleNotFoundError as err:
+                parser.error(str(err))
 
     extra = {}
     for item in args.set:
@@ -323,61 +537,105 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     header = (
         f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
         f"{env['commit']}\n# backbone {args.backbone} | context {args.context} | horizon "
-        f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | test stride "
+        f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | validation "
+        f"every {args.val_check_interval} steps, patience {args.patience} | test stride "
         f"{args.stride} | samples {args.num_samples} | seeds {args.seeds} | extra {extra}"
     )
-    print(header)
-    results = []
+    print(header, flush=True)
+    results: list[RunResult] = []
+
+    def report(new: list[RunResult]) -> None:
+        results.extend(new)
+        for line in markdown_table(new).splitlines()[2:]:
+            print(line, flush=True)
+
     for name in args.datasets:
-        ds = load_lsf(name, args.root)
+        ds = load_lsf(name, args.root, download=args.download, verify=not args.no_verify)
         for strategy in args.strategies:
-            if strategy in BASELINES:
-                result = run_baseline(
-                    ds,
-                    strategy,
-                    context=args.context,
-                    horizon=args.horizon,
-                    channels=args.channels,
-                    stride=args.stride,
+            kind, fit_strategy, overrides = resolve_model(strategy)
+            if kind == "baseline":
+                report(
+                    [
+                        run_baseline(
+                            ds,
+                            strategy,
+                            context=args.context,
+                            horizon=args.horizon,
+                            channels=args.channels,
+                            stride=args.stride,
+                        )
+                    ]
                 )
-                results.append(result)
-                print(markdown_table([result]).splitlines()[-1], flush=True)
                 continue
             for seed in args.seeds:
-                settings = MSFTSettings(
-                    backbone=args.backbone,
-                    fit_strategy=strategy,
-                    context_length=args.context,
-                    prediction_length=args.horizon,
-                    num_scales=args.num_scales,
-                    patch_size=args.patch_size
+                if kind == "peer":
+                    budget = peers.PeerBudget(
+                        max_steps=args.max_steps,
+                        batch_size=args.batch_size,
+                        val_check_interval=args.val_check_interval,
+                        patience=args.patience,
+                        seed=seed,
+                    )
+                    report(
+                        [
+                            run_peer(
+                                ds,
+                                strategy,
+                                budget,
+                                context=args.context,
+                                horizon=args.horizon,
+                                channels=args.channels,
+                                stride=args.stride,
+                            )
+                        ]
+                    )
+                    continue
+                options = {
+                    "num_scales": args.num_scales,
+                    "patch_size": args.patch_size
                     if args.patch_size == "auto"
                     else int(args.patch_size),
+                    **extra,
+                    **overrides,
+                }
+                settings = MSFTSettings(
+                    backbone=args.backbone,
+                    fit_strategy=fit_strategy,
+                    context_length=args.context,
+                    prediction_length=args.horizon,
                     max_steps=args.max_steps,
                     batch_size=args.batch_size,
                     val_check_interval=args.val_check_interval,
+                    early_stopping_patience=args.patience,
                     learning_rate=args.learning_rate,
                     precision=args.precision,
                     random_state=seed,
                     num_samples=args.num_samples,
-                    **extra,
+                    **options,
                 )
-                result = run_one(
-                    ds,
-                    settings,
-                    channels=args.channels,
-                    stride=args.stride,
-                    num_samples=args.num_samples,
+                report(
+                    run_one(
+                        ds,
+                        settings,
+                        channels=args.channels,
+                        stride=args.stride,
+                        num_samples=args.num_samples,
+                        label=strategy,
+                        sampling=tuple(args.sampling),
+                    )
                 )
-                results.append(result)
-                print(markdown_table([result]).splitlines()[-1], flush=True)
     print()
     print(markdown_table(results))
     if args.json:
         save(results, args.json, {**env, "argv": vars(args)})
     if args.markdown:
-        command = "python -m msft_forecast.benchmarks.lsf " + " ".join(argv or sys.argv[1:])
-        text = f"{header}\n# command: {command}\n\n{markdown_table(results)}\n"
+        command = "python -m msft_forecast.benchmarks.lsf " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        text = (
+            f"{header}\n# command: {command}\n\nMSE (mean over seeds; best in bold):\n\n"
+            f"{summary_table(results, 'mse')}\n\nEvery run:\n\n{markdown_table(results)}\n"
+        )
         Path(args.markdown).write_text(text.replace("# ", "- ", 3), encoding="utf-8")
     return results
 

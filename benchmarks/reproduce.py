@@ -1,0 +1,137 @@
+"""Regenerate every table of ``docs/benchmarks.md`` with one command.
+
+    python benchmarks/reproduce.py                 # everything (about 1.5 h on 2 CPU cores)
+    python benchmarks/reproduce.py --sections ablations inference
+    python benchmarks/reproduce.py --smoke --root DIR --out-dir DIR --page FILE   # CI
+
+Each section writes ``<out-dir>/<section>.md`` (and ``.json`` for the accuracy runs), then the
+Markdown is spliced into the page between ``<!-- reproduce:SECTION -->`` and
+``<!-- /reproduce:SECTION -->``; prose outside the markers is left alone.  Every table carries
+the machine, torch version, commit, settings and the exact command that made it.
+
+Sections:
+
+``lsf_h96``
+    all five LSF datasets, horizon 96: zero-shot, linear-probe, lora, full, msft (blend and
+    mixture sampling), the from-scratch peers and the classical baselines, on the same windows.
+``ablations``
+    MSFT and its ablations (no aggregator, shared LoRA, no mixing, K=0) on ETTm1 and Weather,
+    two seeds, blend and mixture sampling.
+``training_cost``
+    fine-tuning step time and peak memory per strategy, per number of scales and per context
+    length (``benchmarks/training_cost.py``).
+``inference``
+    forecast throughput of zero-shot vs MSFT by context length
+    (``benchmarks/inference_throughput.py``).
+``reported``
+    the numbers the MSFT and Moirai papers report, labelled as reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "Weather"]
+STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
+PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
+BASELINES = ["last-value", "seasonal-naive", "theta"]
+ABLATIONS = ["msft", "msft-no-aggregator", "msft-shared-lora", "msft-no-mixing", "msft-k0"]
+SECTIONS = ("lsf_h96", "ablations", "training_cost", "inference", "reported")
+
+
+def lsf_args(section: str, smoke: bool) -> list[str]:
+    """Arguments of ``python -m msft_forecast.benchmarks.lsf`` for an accuracy section."""
+    if section == "lsf_h96":
+        models = STRATEGIES + PEERS + BASELINES
+        datasets, seeds = DATASETS, ["0"]
+    else:
+        models, datasets, seeds = ABLATIONS, ["ETTm1", "Weather"], ["0", "1"]
+    budget = ["--stride", "288", "--max-steps", "200", "--val-check-interval", "25"]
+    if smoke:
+        datasets, seeds = ["ETTh1"], ["0"]
+        budget = [
+            "--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
+            "--context", "96", "--horizon", "24", "--num-samples", "10", "--channels", "OT",
+        ]  # fmt: skip
+    return [
+        "--datasets", *datasets, "--strategies", *models, "--seeds", *seeds,
+        "--sampling", "blend", "mixture", *budget,
+    ]  # fmt: skip
+
+
+def script_args(section: str, smoke: bool) -> list[str]:
+    """Command line of the speed script behind ``training_cost`` or ``inference``."""
+    if section == "training_cost":
+        if smoke:
+            return ["--strategies", "lora", "msft", "--scales", "2", "--precisions", "32-true",
+                    "--contexts", "64", "--batch", "1", "--steps", "1", "--threads", "1"]  # fmt: skip
+        return ["--scales", "1", "2", "4", "--contexts", "512", "1024", "--threads", "2"]
+    if smoke:
+        return ["--backbones", "moirai-tiny", "--contexts", "64", "--windows", "2",
+                "--samples", "0", "--threads", "1"]  # fmt: skip
+    return ["--contexts", "256", "512", "1024", "2048", "--threads", "2"]
+
+
+def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: bool) -> Path:
+    """Run one section; returns the Markdown file it wrote."""
+    md = out_dir / f"{section}.md"
+    if section in ("lsf_h96", "ablations"):
+        from msft_forecast.benchmarks.lsf import main as lsf_main
+
+        argv = ["--root", root, *lsf_args(section, smoke)]
+        argv += [] if verify else ["--no-verify"]
+        argv += ["--json", str(out_dir / f"{section}.json"), "--markdown", str(md)]
+        lsf_main(argv)
+    elif section == "reported":
+        from msft_forecast.benchmarks.reported import reported_markdown
+
+        md.write_text(reported_markdown(), encoding="utf-8")
+    else:
+        script = {"training_cost": "training_cost.py", "inference": "inference_throughput.py"}
+        cmd = [sys.executable, str(REPO / "benchmarks" / script[section])]
+        cmd += script_args(section, smoke) + ["--markdown", str(md)]
+        subprocess.run(cmd, check=True, cwd=REPO)
+    return md
+
+
+def splice(page: Path, section: str, table: str) -> bool:
+    """Replace the text between the section's markers on ``page``; False if it has none."""
+    text = page.read_text(encoding="utf-8")
+    pattern = re.compile(
+        rf"(<!-- reproduce:{section} -->\n).*?(<!-- /reproduce:{section} -->)", re.DOTALL
+    )
+    if not pattern.search(text):
+        return False
+    new = pattern.sub(lambda m: m.group(1) + "\n" + table.rstrip() + "\n\n" + m.group(2), text)
+    page.write_text(new, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Regenerate every table of docs/benchmarks.md.")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "lsf"))
+    parser.add_argument("--out-dir", default=str(REPO / "docs" / "results"))
+    parser.add_argument("--page", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--smoke", action="store_true", help="tiny budget (CI)")
+    parser.add_argument("--no-verify", action="store_true", help="skip dataset checksums")
+    args = parser.parse_args(argv)
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    for section in args.sections:
+        print(f"== {section}", flush=True)
+        md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify)
+        if not splice(Path(args.page), section, md.read_text(encoding="utf-8")):
+            print(f"   ({args.page} has no markers for {section}; table left in {md})")
+
+
+if __name__ == "__main__":
+    main()

@@ -69,8 +69,9 @@ def script_args(section: str, smoke: bool) -> list[str]:
     """Command line of the speed script behind ``training_cost`` or ``inference``."""
     if section == "training_cost":
         if smoke:
-            return ["--strategies", "lora", "msft", "--scales", "2", "--precisions", "32-true",
-                    "--contexts", "64", "--batch", "1", "--steps", "1", "--threads", "1"]  # fmt: skip
+            return ["--strategies", "lora", "msft", "--scales", "2", "--precisions",
+                    "32-true", "--contexts", "64", "--batch", "1", "--steps", "1",
+                    "--threads", "1"]  # fmt: skip
         return ["--scales", "1", "2", "4", "--contexts", "512", "1024", "--threads", "2"]
     if smoke:
         return ["--backbones", "moirai-tiny", "--contexts", "64", "--windows", "2",

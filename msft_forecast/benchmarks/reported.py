@@ -44,7 +44,8 @@ def reported_markdown() -> str:
         )
     lines += [
         "",
-        "| dataset | zero-shot Moirai-1.0-R-small MSE / MAE | zero-shot Moirai-1.0-R-base MSE / MAE |",
+        "| dataset | zero-shot Moirai-1.0-R-small MSE / MAE "
+        "| zero-shot Moirai-1.0-R-base MSE / MAE |",
         "|---|---|---|",
     ]
     for name, row in MOIRAI_ZERO_SHOT.items():

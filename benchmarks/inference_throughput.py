@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> str:
     torch.set_num_threads(args.threads)
     env = environment()
     lines = [
-        f"- machine: {env['cpu']} | torch {env['torch']} | threads {args.threads} | commit "
-        f"{env['commit']}",
+        f"- machine: {env['cpu']} | torch {env['torch']} | threads {args.threads} | load "
+        f"{env['load']} | commit {env['commit']}",
         f"- {args.windows} windows per call, horizon 96, patch size 32, MSFT with 4 scales "
         "(untrained: cost does not depend on weights), best of 3 calls",
         "- command: python benchmarks/inference_throughput.py "

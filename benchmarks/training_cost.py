@@ -99,8 +99,8 @@ def main() -> None:
     env = environment()
     env["threads"] = str(args.threads)
     lines = [
-        f"- machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
-        f"{env['commit']}",
+        f"- machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | load "
+        f"{env['load']} | commit {env['commit']}",
         f"- Moirai-small architecture, batch {args.batch} x (context + horizon 96), patch 32, "
         f"median of {args.steps} steps after 2 warm-up; each row in a fresh process",
         "- command: python benchmarks/training_cost.py " + " ".join(sys.argv[1:]),

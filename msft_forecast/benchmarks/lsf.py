@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -360,8 +361,13 @@ def environment() -> dict[str, str]:
                 break
     except OSError:
         pass
+    try:
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        load = "unknown"
     return {
         "cpu": cpu,
+        "load": load,
         "threads": str(torch.get_num_threads()),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -535,11 +541,12 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
         extra[key] = json.loads(raw) if raw not in ("", None) else None
     env = environment()
     header = (
-        f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | commit "
-        f"{env['commit']}\n# backbone {args.backbone} | context {args.context} | horizon "
-        f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | validation "
-        f"every {args.val_check_interval} steps, patience {args.patience} | test stride "
-        f"{args.stride} | samples {args.num_samples} | seeds {args.seeds} | extra {extra}"
+        f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | load "
+        f"{env['load']} | commit {env['commit']}\n# backbone {args.backbone} | context "
+        f"{args.context} | horizon {args.horizon} | max_steps {args.max_steps} | batch "
+        f"{args.batch_size} | validation every {args.val_check_interval} steps, patience "
+        f"{args.patience} | test stride {args.stride} | samples {args.num_samples} | seeds "
+        f"{args.seeds} | extra {extra}"
     )
     print(header, flush=True)
     results: list[RunResult] = []

@@ -17,6 +17,9 @@ Sections:
 ``ablations``
     MSFT and its ablations (no aggregator, shared LoRA, no mixing, K=0) on ETTm1 and Weather,
     two seeds, blend and mixture sampling.
+``sampling``
+    blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
+    of the two sections above (no new runs).
 ``training_cost``
     fine-tuning step time and peak memory per strategy, per number of scales and per context
     length (``benchmarks/training_cost.py``).
@@ -42,7 +45,7 @@ STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
 PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
 BASELINES = ["last-value", "seasonal-naive", "theta"]
 ABLATIONS = ["msft", "msft-no-aggregator", "msft-shared-lora", "msft-no-mixing", "msft-k0"]
-SECTIONS = ("lsf_h96", "ablations", "training_cost", "inference", "reported")
+SECTIONS = ("lsf_h96", "ablations", "sampling", "training_cost", "inference", "reported")
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
@@ -66,7 +69,10 @@ def lsf_args(section: str, smoke: bool) -> list[str]:
 
 
 def script_args(section: str, smoke: bool) -> list[str]:
-    """Command line of the speed script behind ``training_cost`` or ``inference``."""
+    """Command line of the speed script behind ``sampling``
+        blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
+        of the two sections above (no new runs).
+    ``training_cost`` or ``inference``."""
     if section == "training_cost":
         if smoke:
             return ["--strategies", "lora", "msft", "--scales", "2", "--precisions",
@@ -89,6 +95,20 @@ def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: boo
         argv += [] if verify else ["--no-verify"]
         argv += ["--json", str(out_dir / f"{section}.json"), "--markdown", str(md)]
         lsf_main(argv)
+    elif section == "sampling":
+        from msft_forecast.benchmarks.lsf import load_results, sampling_table
+
+        results = [
+            r
+            for name in ("lsf_h96", "ablations")
+            if (out_dir / f"{name}.json").is_file()
+            for r in load_results(out_dir / f"{name}.json")
+        ]
+        md.write_text(
+            "Same fitted models, scales combined two ways (from `lsf_h96.json` and "
+            "`ablations.json`):\n\n" + sampling_table(results) + "\n",
+            encoding="utf-8",
+        )
     elif section == "reported":
         from msft_forecast.benchmarks.reported import reported_markdown
 

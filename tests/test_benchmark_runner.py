@@ -88,6 +88,8 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
     assert "| lora | 1 | 64 |" in (out / "training_cost.md").read_text()
     assert "| moirai-tiny | 64 | 0 |" in (out / "inference.md").read_text()
     assert "Reported, not reproduced" in (out / "reported.md").read_text()
+    sampling = (out / "sampling.md").read_text()
+    assert "| ETTh1 | msft | 0 |" in sampling and "| ETTh1 | msft-k0 |" not in sampling
 
 
 def test_runner_rejects_unknown_model_with_the_choices(capsys: pytest.CaptureFixture) -> None:

@@ -446,6 +446,34 @@ def summary_table(results: list[RunResult], metric: str = "mse") -> str:
     return "\n".join(lines)
 
 
+def sampling_table(results: list[RunResult]) -> str:
+    """Blend vs mixture sampling of the same fitted models: CRPS and 80% coverage side by side."""
+    pairs: dict[tuple[str, str, int], dict[str, RunResult]] = {}
+    for r in results:
+        if r.sampling in ("blend", "mixture"):
+            pairs.setdefault((r.dataset, r.strategy, r.seed), {})[r.sampling] = r
+    lines = [
+        "| dataset | strategy | seed | MSE | CRPS blend | CRPS mixture | coverage80 blend | "
+        "coverage80 mixture |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, strategy, seed), both in pairs.items():
+        if len(both) < 2:
+            continue
+        b, m = both["blend"], both["mixture"]
+        lines.append(
+            f"| {dataset} | {strategy} | {seed} | {b.mse:.4f} | {b.crps:.4f} | {m.crps:.4f} | "
+            f"{b.coverage80:.3f} | {m.coverage80:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def load_results(path: str | Path) -> list[RunResult]:
+    """Results written by ``--json``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [RunResult(**r) for r in data["results"]]
+
+
 def save(results: list[RunResult], path: str | Path, header: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump({"environment": header, "results": [asdict(r) for r in results]}, fh, indent=1)

@@ -11,9 +11,15 @@ the machine, torch version, commit, settings and the exact command that made it.
 
 Sections:
 
-``lsf_h96``
-    all five LSF datasets, horizon 96: zero-shot, linear-probe, lora, full, msft (blend and
-    mixture sampling), the from-scratch peers and the classical baselines, on the same windows.
+``foundation_h96``
+    all five LSF datasets, horizon 96: the bundled backbone zero-shot and fine-tuned with
+    linear-probe, lora, full and msft (blend and mixture sampling).
+``peers_h96``
+    the same windows for the from-scratch peers (DLinear, NLinear, PatchTST, TimeMixer,
+    iTransformer) and the classical baselines (last value, seasonal naive, Theta).
+``headline``
+    MSE and MAE of everything in the two sections above in one table per metric (from their
+    JSON; no new runs).
 ``ablations``
     MSFT and its ablations (no aggregator, shared LoRA, no mixing, K=0) on ETTm1 and Weather,
     two seeds, blend and mixture sampling.
@@ -45,14 +51,26 @@ STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
 PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
 BASELINES = ["last-value", "seasonal-naive", "theta"]
 ABLATIONS = ["msft", "msft-no-aggregator", "msft-shared-lora", "msft-no-mixing", "msft-k0"]
-SECTIONS = ("lsf_h96", "ablations", "sampling", "training_cost", "inference", "reported")
+SECTIONS = (
+    "foundation_h96",
+    "peers_h96",
+    "headline",
+    "ablations",
+    "sampling",
+    "training_cost",
+    "inference",
+    "reported",
+)
+#: Sections that fit models and write JSON.
+ACCURACY_SECTIONS = ("foundation_h96", "peers_h96", "ablations")
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
     """Arguments of ``python -m msft_forecast.benchmarks.lsf`` for an accuracy section."""
-    if section == "lsf_h96":
-        models = STRATEGIES + PEERS + BASELINES
-        datasets, seeds = DATASETS, ["0"]
+    if section == "foundation_h96":
+        models, datasets, seeds = STRATEGIES, DATASETS, ["0"]
+    elif section == "peers_h96":
+        models, datasets, seeds = PEERS + BASELINES, DATASETS, ["0"]
     else:
         models, datasets, seeds = ABLATIONS, ["ETTm1", "Weather"], ["0", "1"]
     budget = ["--stride", "288", "--max-steps", "200", "--val-check-interval", "25"]
@@ -88,24 +106,32 @@ def script_args(section: str, smoke: bool) -> list[str]:
 def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: bool) -> Path:
     """Run one section; returns the Markdown file it wrote."""
     md = out_dir / f"{section}.md"
-    if section in ("lsf_h96", "ablations"):
+    if section in ACCURACY_SECTIONS:
         from msft_forecast.benchmarks.lsf import main as lsf_main
 
         argv = ["--root", root, *lsf_args(section, smoke)]
         argv += [] if verify else ["--no-verify"]
         argv += ["--json", str(out_dir / f"{section}.json"), "--markdown", str(md)]
         lsf_main(argv)
-    elif section == "sampling":
-        from msft_forecast.benchmarks.lsf import load_results, sampling_table
+    elif section == "headline":
+        from msft_forecast.benchmarks.lsf import summary_table
 
-        results = [
-            r
-            for name in ("lsf_h96", "ablations")
-            if (out_dir / f"{name}.json").is_file()
-            for r in load_results(out_dir / f"{name}.json")
-        ]
+        results = _results(out_dir, ("foundation_h96", "peers_h96"))
         md.write_text(
-            "Same fitted models, scales combined two ways (from `lsf_h96.json` and "
+            "From `foundation_h96.json` and `peers_h96.json` (settings in their sections); "
+            "best per dataset in bold.\n\nMSE:\n\n"
+            + summary_table(results, "mse")
+            + "\n\nMAE:\n\n"
+            + summary_table(results, "mae")
+            + "\n",
+            encoding="utf-8",
+        )
+    elif section == "sampling":
+        from msft_forecast.benchmarks.lsf import sampling_table
+
+        results = _results(out_dir, ("foundation_h96", "ablations"))
+        md.write_text(
+            "Same fitted models, scales combined two ways (from `foundation_h96.json` and "
             "`ablations.json`):\n\n" + sampling_table(results) + "\n",
             encoding="utf-8",
         )
@@ -119,6 +145,17 @@ def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: boo
         cmd += script_args(section, smoke) + ["--markdown", str(md)]
         subprocess.run(cmd, check=True, cwd=REPO)
     return md
+
+
+def _results(out_dir: Path, sections: tuple[str, ...]) -> list:
+    from msft_forecast.benchmarks.lsf import load_results
+
+    return [
+        r
+        for name in sections
+        if (out_dir / f"{name}.json").is_file()
+        for r in load_results(out_dir / f"{name}.json")
+    ]
 
 
 def splice(page: Path, section: str, table: str) -> bool:

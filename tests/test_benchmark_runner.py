@@ -64,10 +64,13 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
         assert f"prose {section}" in text  # prose outside the markers is kept
         assert (out / f"{section}.md").is_file()
 
-    results = json.loads((out / "lsf_h96.json").read_text())["results"]
+    results = json.loads((out / "foundation_h96.json").read_text())["results"]
+    results += json.loads((out / "peers_h96.json").read_text())["results"]
     names = {r["strategy"] for r in results}
     expected = set(reproduce.STRATEGIES + reproduce.PEERS + reproduce.BASELINES)
     assert names == expected
+    headline = (out / "headline.md").read_text()
+    assert "| dataset | zero-shot | linear-probe |" in headline and "| itransformer |" in headline
     for r in results:
         assert math.isfinite(r["mse"]) and math.isfinite(r["mae"]), r["strategy"]
         assert r["windows"] > 0

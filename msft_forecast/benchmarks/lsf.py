@@ -429,6 +429,7 @@ def summary_table(results: list[RunResult], metric: str = "mse") -> str:
         value = getattr(r, metric)
         if value is not None:
             cells.setdefault((r.dataset, model_label(r)), []).append(float(value))
+    models = [m for m in models if any((d, m) in cells for d in datasets)]
     lines = ["| dataset | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for d in datasets:
         means = {m: float(np.mean(cells[d, m])) for m in models if (d, m) in cells}

@@ -148,3 +148,12 @@ def test_peak_memory_sees_an_allocation_inside_the_block() -> None:
     if mem.peak_mb is None:
         pytest.skip("no /proc on this platform")
     assert mem.peak_mb > 24
+
+
+def test_per_dataset_values_fall_back_to_the_default() -> None:
+    values = ["512", "ETTm1=1024", "weather=2048"]
+    assert lsf.per_dataset(values, "ETTm1") == "1024"
+    assert lsf.per_dataset(values, "Weather") == "2048"
+    assert lsf.per_dataset(values, "ETTh1") == "512"
+    with pytest.raises(ValueError, match="add a default"):
+        lsf.per_dataset(["ETTm1=1024"], "ETTh1")

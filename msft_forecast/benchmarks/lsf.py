@@ -26,6 +26,7 @@ Every number this module prints comes with the settings that produced it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -379,6 +380,7 @@ TABLE_COLUMNS = (
     "dataset",
     "strategy",
     "sampling",
+    "horizon",
     "seed",
     "mse",
     "mae",
@@ -480,6 +482,24 @@ def save(results: list[RunResult], path: str | Path, header: dict[str, Any]) -> 
         json.dump({"environment": header, "results": [asdict(r) for r in results]}, fh, indent=1)
 
 
+def per_dataset(values: list[str], dataset: str) -> str:
+    """The value of a ``[DATASET=]VALUE`` list for ``dataset`` (a bare value is the default).
+
+    >>> per_dataset(["512", "ETTm1=1024"], "ETTm1"), per_dataset(["512", "ETTm1=1024"], "ETTh1")
+    ('1024', '512')
+    """
+    default = None
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            default = key
+        elif key.lower() == dataset.lower():
+            return value
+    if default is None:
+        raise ValueError(f"no value for {dataset} in {values}; add a default like 512")
+    return default
+
+
 def build_parser():
     import argparse
 
@@ -509,9 +529,27 @@ def build_parser():
         help=f"any of: {', '.join(ALL_MODELS)}",
     )
     parser.add_argument("--backbone", default="moirai-tiny")
-    parser.add_argument("--horizon", type=int, default=96)
-    parser.add_argument("--context", type=int, default=512)
-    parser.add_argument("--patch-size", default="auto")
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        nargs="+",
+        default=[96],
+        help="one or more horizons (the literature averages 96 192 336 720)",
+    )
+    parser.add_argument(
+        "--context",
+        nargs="+",
+        default=["512"],
+        metavar="[DATASET=]N",
+        help="context length, for all datasets or per dataset, e.g. 512 ETTm1=1024",
+    )
+    parser.add_argument(
+        "--patch-size",
+        nargs="+",
+        default=["auto"],
+        metavar="[DATASET=]P",
+        help='"auto" (chosen on validation windows) or a size, for all or per dataset',
+    )
     parser.add_argument("--num-scales", type=int, default=4)
     parser.add_argument(
         "--max-steps", type=int, default=200, help="step budget of every trained model"
@@ -524,7 +562,9 @@ def build_parser():
         "--patience", type=int, default=3, help="validations without improvement before stopping"
     )
     parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--precision", default=None)
+    parser.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
+    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (every model)")
+    parser.add_argument("--devices", default="1", help="devices per fit (engine models)")
     parser.add_argument("--stride", type=int, default=96, help="steps between test windows")
     parser.add_argument("--num-samples", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -568,14 +608,22 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     for item in args.set:
         key, _, raw = item.partition("=")
         extra[key] = json.loads(raw) if raw not in ("", None) else None
+    try:
+        contexts = {name: int(per_dataset(args.context, name)) for name in args.datasets}
+        patches = {name: per_dataset(args.patch_size, name) for name in args.datasets}
+        patches = {k: v if v == "auto" else int(v) for k, v in patches.items()}
+    except ValueError as err:
+        parser.error(f"--context / --patch-size: {err}")
+    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     env = environment()
     header = (
         f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | load "
         f"{env['load']} | commit {env['commit']}\n# backbone {args.backbone} | context "
-        f"{args.context} | horizon {args.horizon} | max_steps {args.max_steps} | batch "
-        f"{args.batch_size} | validation every {args.val_check_interval} steps, patience "
-        f"{args.patience} | test stride {args.stride} | samples {args.num_samples} | seeds "
-        f"{args.seeds} | extra {extra}"
+        f"{' '.join(args.context)} | patch size {' '.join(args.patch_size)} | horizons "
+        f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | validation "
+        f"every {args.val_check_interval} steps, patience {args.patience} | test stride "
+        f"{args.stride} | samples {args.num_samples} | seeds {args.seeds} | accelerator "
+        f"{args.accelerator} | extra {extra}"
     )
     print(header, flush=True)
     results: list[RunResult] = []
@@ -587,21 +635,12 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
 
     for name in args.datasets:
         ds = load_lsf(name, args.root, download=args.download, verify=not args.no_verify)
-        for strategy in args.strategies:
+        context = contexts[name]
+        for horizon, strategy in itertools.product(args.horizon, args.strategies):
             kind, fit_strategy, overrides = resolve_model(strategy)
+            where = dict(horizon=horizon, channels=args.channels, stride=args.stride)
             if kind == "baseline":
-                report(
-                    [
-                        run_baseline(
-                            ds,
-                            strategy,
-                            context=args.context,
-                            horizon=args.horizon,
-                            channels=args.channels,
-                            stride=args.stride,
-                        )
-                    ]
-                )
+                report([run_baseline(ds, strategy, context=context, **where)])
                 continue
             for seed in args.seeds:
                 if kind == "peer":
@@ -611,40 +650,29 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
                         val_check_interval=args.val_check_interval,
                         patience=args.patience,
                         seed=seed,
+                        accelerator=args.accelerator,
                     )
-                    report(
-                        [
-                            run_peer(
-                                ds,
-                                strategy,
-                                budget,
-                                context=args.context,
-                                horizon=args.horizon,
-                                channels=args.channels,
-                                stride=args.stride,
-                            )
-                        ]
-                    )
+                    report([run_peer(ds, strategy, budget, context=context, **where)])
                     continue
                 options = {
                     "num_scales": args.num_scales,
-                    "patch_size": args.patch_size
-                    if args.patch_size == "auto"
-                    else int(args.patch_size),
+                    "patch_size": patches[name],
                     **extra,
                     **overrides,
                 }
                 settings = MSFTSettings(
                     backbone=args.backbone,
                     fit_strategy=fit_strategy,
-                    context_length=args.context,
-                    prediction_length=args.horizon,
+                    context_length=context,
+                    prediction_length=horizon,
                     max_steps=args.max_steps,
                     batch_size=args.batch_size,
                     val_check_interval=args.val_check_interval,
                     early_stopping_patience=args.patience,
                     learning_rate=args.learning_rate,
                     precision=args.precision,
+                    accelerator=args.accelerator,
+                    devices=devices,
                     random_state=seed,
                     num_samples=args.num_samples,
                     **options,
@@ -669,7 +697,8 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
             argv if argv is not None else sys.argv[1:]
         )
         text = (
-            f"{header}\n# command: {command}\n\nMSE (mean over seeds; best in bold):\n\n"
+            f"{header}\n# command: {command}\n\nMSE (mean over seeds and horizons; best in "
+            f"bold):\n\n"
             f"{summary_table(results, 'mse')}\n\nEvery run:\n\n{markdown_table(results)}\n"
         )
         Path(args.markdown).write_text(text.replace("# ", "- ", 3), encoding="utf-8")

@@ -59,6 +59,7 @@ class PeerBudget:
     val_check_interval: int = 25
     patience: int = 3
     seed: int = 0
+    accelerator: str = "cpu"
 
 
 @dataclass
@@ -172,7 +173,7 @@ def _fit_predict_darts(
         n_epochs=10_000,  # the step budget binds first
         random_state=budget.seed,
         pl_trainer_kwargs={
-            "accelerator": "cpu",
+            "accelerator": budget.accelerator,
             "max_steps": budget.max_steps,
             "val_check_interval": budget.val_check_interval,
             "check_val_every_n_epoch": None,
@@ -234,7 +235,7 @@ def _fit_predict_neuralforecast(
         windows_batch_size=budget.batch_size,
         inference_windows_batch_size=256,
         random_seed=budget.seed,
-        accelerator="cpu",
+        accelerator=budget.accelerator,
         devices=1,
         enable_progress_bar=False,
         enable_model_summary=False,

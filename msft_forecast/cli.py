@@ -24,6 +24,10 @@ import pandas as pd
 from msft_forecast.msft.strategies import FIT_STRATEGIES
 
 EXIT_BAD_INPUT = 2
+#: Fine-tuning failed (non-finite loss).
+EXIT_FAILED = 1
+#: Interrupted with Ctrl+C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 class InputError(ValueError):
@@ -120,6 +124,9 @@ def _infer_freq(index: pd.DatetimeIndex) -> str | None:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from msft_forecast.engine import MSFTEngine
 
+    for flag, value in (("--horizon", args.horizon), ("--num-samples", args.num_samples)):
+        if value < 1:
+            raise InputError(f"{flag} must be a positive integer, got {value}")
     frame, freq = load_series(Path(args.input), args.time_column, args.columns, args.freq)
     quantiles = sorted(set(args.quantiles))
     if any(not 0 < q < 1 for q in quantiles):
@@ -296,11 +303,24 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         return 0
     args = build_parser().parse_args(argv)
+    from msft_forecast.training.lightning import NonFiniteLossError
+
     try:
         return args.func(args)
     except (InputError, ValueError) as err:
-        print(f"msft-forecast: error: {err}", file=sys.stderr)
+        print(f"msft-forecast: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NonFiniteLossError as err:
+        print(f"msft-forecast: error: fine-tuning failed: {_one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("msft-forecast: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (pandas and Lightning messages may span several)."""
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

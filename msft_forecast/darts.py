@@ -124,8 +124,11 @@ class MSFTModel(GlobalForecastingModel):
         rest of the trainer itself, so other keys are rejected.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, train_head, learning_rate, scale_weight_lr, \
-weight_decay, max_time, val_check_interval, early_stopping_patience, gradient_clip, num_samples
+weight_decay, max_time, val_check_interval, early_stopping_patience, gradient_clip, num_samples, \
+checkpoint_dir, resume
         The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
+        ``checkpoint_dir`` and ``resume``: write ``last.ckpt`` there during ``fit`` and
+        continue an interrupted fit from it.
         ``num_samples`` here is the number of sample paths used to estimate ``quantiles``; the
         number of sample paths *returned* is ``predict``'s ``num_samples``.
 
@@ -203,6 +206,8 @@ weight_decay, max_time, val_check_interval, early_stopping_patience, gradient_cl
         early_stopping_patience: int | None = _D.early_stopping_patience,
         gradient_clip: float | None = _D.gradient_clip,
         num_samples: int = _D.num_samples,
+        checkpoint_dir: str | None = _D.checkpoint_dir,
+        resume: bool = _D.resume,
     ) -> None:
         super().__init__(add_encoders=None)
         self._min_icl, self._icl = _parse_input_chunk_length(input_chunk_length)
@@ -358,8 +363,10 @@ val_future_covariates, val_sample_weight
             settings = replace(settings, verbose=bool(verbose))
         freqs = {s.freq_str for s in train if s.has_datetime_index}
         freq = freqs.pop() if len(freqs) == 1 and all(s.has_datetime_index for s in train) else None
+        # a failed (re)fit leaves the model unfitted, never half-fitted or holding the old
+        # engine next to the new settings and series
+        self._engine, self._fit_called, self.training_series = None, False, None
         self._engine = MSFTEngine(settings).fit(channels, freq=freq)
-        self.training_series = None  # set again below when fitted on a single series
         super().fit(series)
         return self
 
@@ -472,6 +479,15 @@ val_future_covariates, val_sample_weight
         Returns one ``(n, components, samples)`` array per block, or with ``likelihood``
         ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
         """
+        if not likelihood and (
+            not isinstance(num_samples, int | np.integer)
+            or isinstance(num_samples, bool)
+            or num_samples < 1
+        ):
+            raise ValueError(
+                f"num_samples must be a positive integer (1 for the mean forecast, more for "
+                f"sample paths), got {num_samples!r}."
+            )
         engine = self.engine
         contexts = [b[-self._icl :, j] for b in blocks for j in range(b.shape[1])]
         draws = None if likelihood else (1 if num_samples == 1 else int(num_samples))

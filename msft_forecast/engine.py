@@ -26,6 +26,12 @@ import torch
 from msft_forecast.backbones.cache import get_backbone, structural_copy
 from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
 from msft_forecast.training.windows import cut_window, split_windows
+from msft_forecast.validation import (
+    as_float_series,
+    check_accelerator,
+    check_observed_contexts,
+    unit_scale,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +108,8 @@ class MSFTSettings:
     strategy: str = "auto"
     precision: str | None = None
     verbose: bool = False
+    checkpoint_dir: str | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -134,6 +142,11 @@ class MSFTSettings:
             )
         if self.val_check_interval < 1:
             raise ValueError(f"val_check_interval must be >= 1, got {self.val_check_interval!r}.")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError(
+                "resume=True needs checkpoint_dir: the folder whose last.ckpt fine-tuning "
+                "continues from."
+            )
         resolve_strategy(**self._strategy_kwargs())  # validates the strategy settings
 
     def _strategy_kwargs(self) -> dict[str, Any]:
@@ -234,16 +247,11 @@ def _quiet_lightning(verbose: bool):
             lg.setLevel(level)
 
 
-def _as_series(series: Sequence[np.ndarray]) -> list[np.ndarray]:
-    out = []
-    for s in series:
-        arr = np.asarray(s, dtype=np.float64)
-        if arr.ndim != 1:
-            raise ValueError(f"each series must be 1-D (one channel), got shape {arr.shape}.")
-        out.append(arr)
-    if not out:
-        raise ValueError("no series given.")
-    return out
+def _row_seeds(seed: int, rows: int) -> list[int]:
+    """One sampling seed per row ``i`` of a forecast call, from ``(seed, i)`` alone: a
+    series' sample paths never depend on which other series share its batch."""
+    states = np.random.SeedSequence(int(seed) % 2**63).spawn(rows)
+    return [int(st.generate_state(1, np.uint64)[0] % (2**63 - 1)) for st in states]
 
 
 class MSFTEngine:
@@ -362,8 +370,31 @@ class MSFTEngine:
             pre-trained (``pretrain``) model on new series.
         max_steps : int, optional
             Step budget of this call (default the setting ``max_steps``).
+
+        Raises
+        ------
+        ValueError
+            Bad input (see :func:`msft_forecast.validation.as_float_series`: no series, empty,
+            non-numeric, infinite or all-missing series), series too short for one training
+            window or one patch (the message gives the minimum), or an accelerator that does
+            not exist here.
+        NonFiniteLossError
+            The training loss became NaN or infinite.
+        KeyboardInterrupt
+            Fine-tuning was interrupted (with ``checkpoint_dir`` set, ``resume=True`` continues
+            from the last checkpoint).
+
+        Notes
+        -----
+        Every series is divided by its :func:`~msft_forecast.validation.unit_scale` before
+        windows are cut (forecasts divide each context by its own), so fine-tuning and
+        forecasts do not depend on the data's units.
         """
-        series = _as_series(series)
+        series = as_float_series(series)
+        s = self.settings
+        with _quiet_lightning(s.verbose):
+            precision = s.precision or default_precision(s.accelerator)
+            check_accelerator(s.accelerator, s.devices, s.strategy, precision)
         # load (or fetch from the process cache) before seeding: building a module draws from
         # the global RNG, which would otherwise make the first fit in a process differ
         self._backbone()
@@ -401,8 +432,9 @@ class MSFTEngine:
         s = self.settings
         H, C = int(s.prediction_length), int(s.context_length)
         spec = s.strategy_spec()
+        scales = [unit_scale(x) for x in series]
         try:
-            split = split_windows(series, C, H, validation=s.validation)
+            split = split_windows(series, C, H, validation=s.validation, scales=scales)
         except ValueError:
             if spec.trains:
                 raise
@@ -419,6 +451,7 @@ class MSFTEngine:
             patch_size, scores = self._choose_patch_size(split, freq)
         else:
             patch_size = int(s.patch_size)
+        _check_one_patch(series, int(patch_size))
         model = self.build_model(patch_size, H)
         if start_from is not None:
             _load_trainable(model, start_from.trainable_state())
@@ -521,15 +554,22 @@ class MSFTEngine:
                 callbacks.append(
                     EarlyStopping("val_loss", patience=int(s.early_stopping_patience), mode="min")
                 )
-        trainer = L.Trainer(callbacks=callbacks, **self._trainer_kwargs(max_steps))
-        if split.validation is not None:
+        kwargs = self._trainer_kwargs(max_steps)
+        resume_from = None
+        if s.checkpoint_dir is not None:
+            callbacks.append(_checkpoint_callback(s.checkpoint_dir))
+            kwargs["enable_checkpointing"] = True
+            last = Path(s.checkpoint_dir) / "last.ckpt"
+            if s.resume and last.is_file():
+                resume_from = str(last)
+        trainer = L.Trainer(callbacks=callbacks, **kwargs)
+        if split.validation is not None and resume_from is None:
             # the starting point competes too: fine-tuning never returns something worse than
             # it began with on the validation windows
             trainer.validate(module, datamodule=data, verbose=False)
-            report.initial_val_loss = best.best if math.isfinite(best.best) else None
-        trainer.fit(module, datamodule=data)
-        if trainer.interrupted:
-            raise KeyboardInterrupt("fine-tuning was interrupted")
+            best.initial = best.best if math.isfinite(best.best) else None
+        _fit_interruptible(trainer, module, data, resume_from)
+        report.initial_val_loss = best.initial
         report.steps = int(trainer.global_step)
         report.best_step = best.best_step
         report.best_val_loss = best.best if math.isfinite(best.best) else None
@@ -585,11 +625,25 @@ class MSFTEngine:
             Sample paths (default the setting ``num_samples``); 0 skips sampling (mean only).
         seed : int, optional
             Seed of the sampling stream (default derived from ``random_state``); the same seed
-            gives the same samples.
+            gives the same samples. Row ``i`` samples from its own stream seeded by
+            ``(seed, i)``, so a series' sample paths do not depend on the other series in the
+            call nor on ``batch_size``.
+        batch_size : int, default 256
+            Contexts per model call.
+
+        Raises
+        ------
+        RuntimeError
+            The engine is not fitted.
+        ValueError
+            Bad contexts (empty, non-numeric, infinite values, or no observed value in the last
+            ``context_length`` steps), ``horizon < 1`` or ``num_samples < 0``.
         """
         if self.model_ is None:
             raise RuntimeError("This engine is not fitted yet; call fit() first.")
-        contexts = _as_series(contexts)
+        contexts = as_float_series(contexts, what="context", require_observed=False)
+        C = int(self.settings.context_length)
+        check_observed_contexts(contexts, C)
         if not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}.")
         num_samples = int(self.settings.num_samples if num_samples is None else num_samples)
@@ -597,35 +651,43 @@ class MSFTEngine:
             raise ValueError(
                 f"num_samples must be >= 1 (or 0 for the mean alone), got {num_samples}."
             )
-        C = int(self.settings.context_length)
         seed = self._seed() if seed is None else int(seed)
-        generator = torch.Generator().manual_seed(seed)
+        seeds = _row_seeds(seed, len(contexts))
         model = self.model_.eval()
         outs = []
         for start in range(0, len(contexts), batch_size):
-            windows = [cut_window(c, len(c), C, 0) for c in contexts[start : start + batch_size]]
+            chunk = [c[-C:] for c in contexts[start : start + batch_size]]
+            # each context in its own units (scale-equivariant forecasts, see unit_scale)
+            factors = torch.tensor([unit_scale(c) for c in chunk], dtype=torch.float64)
+            windows = [
+                cut_window(c, len(c), C, 0, float(f)) for c, f in zip(chunk, factors, strict=True)
+            ]
             batch = torch.utils.data.default_collate(windows)
+            rows = seeds[start : start + batch_size]
             out = model.forecast(
                 batch["context"],
                 batch["context_observed"],
                 int(horizon),
                 num_samples,
                 available=batch["available"],
-                generator=generator,
+                seeds=rows,
             )
             if "samples" not in out:
-                out["samples"] = self._residual_samples(batch, out["mean"], num_samples, generator)
+                out["samples"] = self._residual_samples(batch, out["mean"], num_samples, rows)
+            out["mean"] = out["mean"].double() * factors[:, None]
+            for key in ("samples", "scale_means"):
+                out[key] = out[key].double() * factors[:, None, None]
             outs.append(out)
         cat = {
-            k: torch.cat([o[k] for o in outs]).double().numpy()
-            for k in ("mean", "samples", "scale_means")
+            k: torch.cat([o[k] for o in outs]).numpy() for k in ("mean", "samples", "scale_means")
         }
         return Forecast(weights=outs[0]["weights"].double().numpy(), **cat)
 
     def _residual_samples(
-        self, batch, mean: torch.Tensor, num_samples: int, generator
+        self, batch, mean: torch.Tensor, num_samples: int, seeds: Sequence[int]
     ) -> torch.Tensor:
-        """Point forecast plus resampled held-out residual paths (split-conformal style)."""
+        """Point forecast plus resampled held-out residual paths (split-conformal style); row
+        ``i`` draws its residuals from a stream seeded by ``seeds[i]``."""
         res = self.residuals_
         horizon = mean.shape[-1]
         if num_samples == 0:
@@ -633,7 +695,14 @@ class MSFTEngine:
         if res is None or res.shape[0] == 0:
             return mean.unsqueeze(1).expand(-1, num_samples, -1).clone()
         res = torch.nan_to_num(res[:, :horizon], nan=0.0)
-        rows = torch.randint(0, res.shape[0], (mean.shape[0], num_samples), generator=generator)
+        rows = torch.stack(
+            [
+                torch.randint(
+                    0, res.shape[0], (num_samples,), generator=torch.Generator().manual_seed(sd)
+                )
+                for sd in seeds
+            ]
+        )
         spread = _spread(batch["context"], batch["context_observed"])
         return mean.unsqueeze(1) + res[rows] * spread[:, None, None]
 
@@ -775,6 +844,75 @@ def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) ->
                     f"{tuple(params[name].shape)}."
                 )
             params[name].copy_(value)
+
+
+def _checkpoint_callback(folder: str):
+    """Lightning's ``ModelCheckpoint`` writing ``last.ckpt`` at the end of every training epoch
+    (one epoch is ``val_check_interval`` steps, after its validation): the trainable tensors,
+    optimiser, loops, callbacks (best weights, early stopping, history) and the torch stream."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # without a monitor and with save_top_k=1 the latest checkpoint replaces the previous one
+    # (save_last alone writes only when a top-k checkpoint was written in the same step)
+    return ModelCheckpoint(
+        dirpath=folder,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
+def _fit_interruptible(trainer, module, data, ckpt_path: str | None) -> None:
+    """``trainer.fit`` that turns a Ctrl+C into ``KeyboardInterrupt`` for the caller.
+
+    Lightning handles ``KeyboardInterrupt`` itself by ignoring SIGINT from then on and calling
+    ``sys.exit(1)``: a library must not exit its caller's process (a notebook kernel, a
+    pipeline) nor leave Ctrl+C disabled. The SIGINT handler is restored and the interrupt
+    re-raised; the engine then stays as it was before ``fit``.
+    """
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        if ckpt_path is None:
+            trainer.fit(module, datamodule=data)
+        else:
+            # checkpoints hold tensors and plain containers only: load them without unpickling
+            # arbitrary objects
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit as err:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt(
+            "fine-tuning was interrupted; the model was not fitted (with checkpoint_dir set, "
+            "fit again with resume=True to continue from the last checkpoint)"
+        ) from err
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGINT) != handler:
+            try:
+                signal.signal(signal.SIGINT, handler)
+            except ValueError:  # not the main thread: Lightning could not change it either
+                pass
+    if trainer.interrupted:
+        raise KeyboardInterrupt("fine-tuning was interrupted; the model was not fitted")
+
+
+def _check_one_patch(series: list[np.ndarray], patch_size: int) -> None:
+    """Warn when no series has one patch of observed values: the model then reads a partial
+    patch padded with masked steps (as Moirai does for any series), which works but carries
+    little information."""
+    most = max(int(np.isfinite(x).sum()) for x in series)
+    if most < patch_size:
+        warnings.warn(
+            f"The longest series has {most} observed values, fewer than one patch of "
+            f"{patch_size} steps: the model reads one partial, padded patch. Pass at least "
+            f"{patch_size} observations for a full patch (or a smaller patch_size, e.g. 8).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _spread(context: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import pandas as pd
 from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
 from msft_forecast.engine import MSFTEngine, MSFTSettings
+from msft_forecast.validation import check_time_index
 
 __all__ = ["MSFTForecaster"]
 
@@ -132,6 +133,12 @@ class MSFTForecaster(BaseForecaster):
         per step with the same accuracy) and ``"32-true"`` on accelerators.
     verbose : bool, default=False
         Show Lightning's progress bar and messages.
+    checkpoint_dir : str or None, default=None
+        Folder where fine-tuning writes ``last.ckpt`` (trainable tensors, optimiser, loop and
+        callback state) at every validation; None writes nothing. Use one folder per run.
+    resume : bool, default=False
+        Continue an interrupted fine-tune from ``checkpoint_dir/last.ckpt`` (same data and
+        settings) instead of starting over; the result equals an uninterrupted fit.
     update_steps : int, default=20
         Steps of continued fine-tuning in ``update(update_params=True)``, on the windows of
         the most recent ``context_length + training horizon`` steps plus the new data;
@@ -252,6 +259,8 @@ class MSFTForecaster(BaseForecaster):
         strategy: str = "auto",
         precision: str | None = None,
         verbose: bool = False,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
         update_steps: int = 20,
     ) -> None:
         self.backbone = backbone
@@ -289,6 +298,8 @@ class MSFTForecaster(BaseForecaster):
         self.strategy = strategy
         self.precision = precision
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.update_steps = update_steps
         with warnings.catch_warnings():
             # sktime 1.2 announces that ``remember_data`` will default to False, which changes
@@ -329,6 +340,7 @@ class MSFTForecaster(BaseForecaster):
 
         After ``pretrain``, continues from the pretrained weights instead of the backbone.
         """
+        _check_time_indexes(y)
         horizon = self._training_horizon(fh, self.cutoff)
         settings = self._settings(horizon)
         series = _channels(y)
@@ -373,6 +385,7 @@ class MSFTForecaster(BaseForecaster):
         """Global fine-tune on a panel; a later ``fit`` continues from these weights."""
         from sktime.datatypes._utilities import get_cutoff
 
+        _check_time_indexes(y)
         cutoff = get_cutoff(y, return_index=True)
         settings = self._settings(self._training_horizon(fh, cutoff))
         self._backbone()
@@ -398,6 +411,7 @@ class MSFTForecaster(BaseForecaster):
         """
         from sktime.datatypes import update_data
 
+        _check_time_indexes(y)
         history = update_data(self.history_, y)
         if update_params and int(self.update_steps) > 0:
             self._backbone()
@@ -541,6 +555,13 @@ def _instances(y: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
         key = key if isinstance(key, tuple) else (key,)
         out.append((key, frame.droplevel(levels)))
     return out
+
+
+def _check_time_indexes(y: pd.DataFrame) -> None:
+    """Duplicated, unsorted or irregular time points of any series: a clear ``ValueError``."""
+    for key, frame in _instances(y):
+        name = "y" if not key else f"y[{key if len(key) > 1 else key[0]!r}]"
+        check_time_index(frame.index, name=name)
 
 
 def _channels(y: pd.DataFrame) -> list[np.ndarray]:

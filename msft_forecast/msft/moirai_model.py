@@ -9,6 +9,7 @@ before a series' start get group 0, as in zero-shot Moirai.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -256,14 +257,18 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             x = layer(x, bias, scale_ctx=tok.ctx)
         return bb.encoder.norm(x), loc, scale
 
-    def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout):
-        reprs, loc, scale = self.encode(tok)
+    def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout, rows=slice(None)):
+        """Each scale's predictive distribution over its horizon tokens (of ``rows`` only)."""
+        return self._distributions(self.encode(tok), tok, layout, rows)
+
+    def _distributions(self, encoded, tok: MoiraiTokens, layout: TokenLayout, rows=slice(None)):
+        reprs, loc, scale = encoded
         out = []
         for span in layout.spans:
             sl = span.horizon_tokens
             out.append(
                 self.backbone.distribution(
-                    reprs[:, sl], tok.patch_size[:, sl], loc[:, sl], scale[:, sl]
+                    reprs[rows, sl], tok.patch_size[rows, sl], loc[rows, sl], scale[rows, sl]
                 )
             )
         return out
@@ -307,8 +312,13 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         num_samples: int,
         available: Tensor | None = None,
         generator: torch.Generator | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> dict[str, Tensor]:
         """Per-scale and blended forecasts.
+
+        Sample paths come from ``generator`` (one stream for the batch) or, with ``seeds``,
+        from one stream per row seeded by ``seeds[b]``: row ``b``'s samples then do not depend
+        on the other rows of the batch.
 
         Returns
         -------
@@ -326,7 +336,37 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             torch.zeros_like(horizon, dtype=torch.bool),
             available,
         )
-        distributions = self._horizon_distributions(tok, layout)
+        encoded = self.encode(tok)
+        distributions = self._distributions(encoded, tok, layout)
+        if seeds is not None and num_samples > 0:
+            if len(seeds) != batch:
+                raise ValueError(f"{len(seeds)} seeds for a batch of {batch} rows.")
+            means = [
+                upsample_horizon(
+                    self._flatten_horizon(d.mean.float(), span), span.level, horizon_length
+                )
+                for span, d in zip(layout.spans, distributions, strict=True)
+            ]
+            rows = []
+            for b, seed in enumerate(seeds):
+                g = torch.Generator(device=context.device).manual_seed(int(seed))
+                draws = []
+                for span, distr in zip(
+                    layout.spans,
+                    self._distributions(encoded, tok, layout, slice(b, b + 1)),
+                    strict=True,
+                ):
+                    draw = self._flatten_horizon(_sample(distr, num_samples, g).float(), span)
+                    draws.append(upsample_horizon(draw, span.level, horizon_length).transpose(0, 1))
+                row_means = torch.stack([m[b : b + 1] for m in means], 1)
+                rows.append(
+                    blend(
+                        row_means, torch.stack(draws, 1), self.mixing_weights(), self.spec.mixing, g
+                    )
+                )
+            out = {k: torch.cat([r[k] for r in rows]) for k in ("mean", "samples", "scale_means")}
+            out["weights"] = rows[0]["weights"]
+            return out
         means, samples = [], []
         for span, distr in zip(layout.spans, distributions, strict=True):
             mean = self._flatten_horizon(distr.mean.float(), span)

@@ -11,6 +11,8 @@ each scale's RevIN-normalised units, so series of any magnitude weigh the same.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -207,9 +209,11 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         num_samples: int = 0,
         available: Tensor | None = None,
         generator: torch.Generator | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> dict[str, Tensor]:
         """Blended point forecast and per-scale forecasts (no samples: MOMENT is not
-        probabilistic; the engine adds split-conformal intervals)."""
+        probabilistic; the engine adds split-conformal intervals; ``generator`` and ``seeds``
+        are accepted for the common interface)."""
         if horizon_length > self.horizon_length:
             raise ValueError(
                 f"This MOMENT model's forecasting heads were trained for {self.horizon_length} "

@@ -8,12 +8,14 @@ sees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from msft_forecast.training.windows import WindowDataset
 
@@ -71,6 +73,24 @@ class FineTuneModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.scale_weight_lr = scale_weight_lr
         self.weight_decay = weight_decay
+        # checkpoints hold the trainable tensors only (the frozen backbone is loaded from its
+        # own files), so loading one must not ask for the frozen ones
+        self.strict_loading = False
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Only the trainable tensors (what a resumable checkpoint needs)."""
+        full = super().state_dict(*args, **kwargs)
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in full.items() if k in trainable}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the global torch stream (dropout, if the backbone has any) continues where it was
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("torch_rng_state")
+        if isinstance(state, torch.Tensor):
+            torch.set_rng_state(state)
 
     def _log_scales(self, prefix: str, per_scale: torch.Tensor, on_step: bool) -> None:
         for k, value in enumerate(per_scale):
@@ -104,9 +124,34 @@ class FineTuneModule(L.LightningModule):
         return torch.optim.AdamW(groups, betas=(0.9, 0.98))
 
 
+class StepSeededSampler(Sampler[int]):
+    """``num_samples`` window indices drawn with replacement from a stream seeded by
+    ``(seed, step)``, ``step`` being the optimiser step at which iteration starts.
+
+    A fit resumed from a checkpoint written at the end of an epoch draws exactly what the
+    uninterrupted fit drew from that step on. (Seeding by epoch number is not enough: Lightning
+    counts the epoch of such a checkpoint as unfinished and starts an extra, empty one.)
+    """
+
+    def __init__(self, size: int, num_samples: int, seed: int, step: Callable[[], int]) -> None:
+        self.size = size
+        self.num_samples = num_samples
+        self.seed = seed
+        self.step = step
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * int(self.step()))
+        yield from torch.randint(self.size, (self.num_samples,), generator=generator).tolist()
+
+
 class WindowDataModule(L.LightningDataModule):
     """Random training windows (``batches_per_epoch`` batches per epoch) and fixed validation
-    windows.  Each DDP rank draws its own reproducible stream of training windows."""
+    windows.  Each DDP rank draws its own reproducible stream of training windows, and each
+    epoch its own, keyed by its first step (a resumed fit draws what an uninterrupted one
+    would)."""
 
     def __init__(
         self,
@@ -125,12 +170,11 @@ class WindowDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed + 7919 * rank)
-        sampler = RandomSampler(
-            self.train,
-            replacement=True,
-            num_samples=self.batches_per_epoch * self.batch_size,
-            generator=generator,
+        sampler = StepSeededSampler(
+            len(self.train),
+            self.batches_per_epoch * self.batch_size,
+            self.seed + 7919 * rank,
+            lambda: self.trainer.global_step if self.trainer is not None else 0,
         )
         return DataLoader(self.train, batch_size=self.batch_size, sampler=sampler)
 
@@ -151,7 +195,22 @@ class KeepBestTrainable(Callback):
         self.monitor = monitor
         self.best = math.inf
         self.best_step = -1
+        self.initial: float | None = None
         self.state: dict[str, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "initial": self.initial,
+            "state": self.state,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = float(state_dict["best"])
+        self.best_step = int(state_dict["best_step"])
+        self.initial = state_dict.get("initial")
+        self.state = state_dict.get("state")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -184,6 +243,14 @@ class TrainingHistory(Callback):
         self.train_loss: list[tuple[int, float]] = []
         self.val_loss: list[tuple[int, float]] = []
         self.scale_weights: list[tuple[int, list[float]]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_loss = [tuple(r) for r in state_dict["train_loss"]]
+        self.val_loss = [tuple(r) for r in state_dict["val_loss"]]
+        self.scale_weights = [tuple(r) for r in state_dict["scale_weights"]]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs

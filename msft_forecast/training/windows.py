@@ -34,12 +34,17 @@ class OriginRange:
 
 
 def cut_window(
-    series: np.ndarray, origin: int, context_length: int, horizon_length: int
+    series: np.ndarray,
+    origin: int,
+    context_length: int,
+    horizon_length: int,
+    scale: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """The window of ``series`` whose forecast starts at index ``origin``.
 
-    Returns float32 ``context``/``horizon`` with 0 where unobserved, bool ``*_observed`` masks,
-    and ``available``: how many context steps lie on or after the series' start.
+    Returns float32 ``context``/``horizon`` (divided by ``scale``, in float64 first) with 0
+    where unobserved, bool ``*_observed`` masks, and ``available``: how many context steps lie
+    on or after the series' start.
     """
     lo = max(0, origin - context_length)
     ctx = np.full(context_length, np.nan, dtype=np.float64)
@@ -47,6 +52,8 @@ def cut_window(
     hor = np.full(horizon_length, np.nan, dtype=np.float64)
     fut = series[origin : origin + horizon_length]
     hor[: fut.shape[0]] = fut
+    if scale != 1.0:
+        ctx, hor = ctx / scale, hor / scale
     c_obs, h_obs = np.isfinite(ctx), np.isfinite(hor)
     return {
         "context": torch.from_numpy(np.where(c_obs, ctx, 0.0).astype(np.float32)),
@@ -68,6 +75,9 @@ class WindowDataset(Dataset):
         Which origins of which series form the dataset.
     context_length, horizon_length : int
         Window lengths.
+    scales : sequence of float, optional
+        One positive factor per series that its windows are divided by (default 1: the
+        series' own units).
     """
 
     def __init__(
@@ -76,8 +86,10 @@ class WindowDataset(Dataset):
         ranges: Sequence[OriginRange],
         context_length: int,
         horizon_length: int,
+        scales: Sequence[float] | None = None,
     ) -> None:
         self.series = series
+        self.scales = [1.0] * len(series) if scales is None else [float(f) for f in scales]
         self.ranges = [r for r in ranges if len(r) > 0]
         self.context_length = context_length
         self.horizon_length = horizon_length
@@ -97,7 +109,13 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         series, origin = self.origin(int(index))
-        return cut_window(self.series[series], origin, self.context_length, self.horizon_length)
+        return cut_window(
+            self.series[series],
+            origin,
+            self.context_length,
+            self.horizon_length,
+            self.scales[series],
+        )
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,7 @@ def split_windows(
     validation: float | int | None = 0.1,
     min_context: int | None = None,
     max_validation_windows: int = 256,
+    scales: Sequence[float] | None = None,
 ) -> WindowSplit:
     """Training windows from the start of every series, validation windows from its end.
 
@@ -141,6 +160,8 @@ def split_windows(
         Fewest context steps a training window must have (default ``min(C, H)``).
     max_validation_windows : int
         Cap on validation windows in total (spread evenly), to keep validation cheap.
+    scales : sequence of float, optional
+        Per-series factors the windows are divided by (see :class:`WindowDataset`).
 
     Raises
     ------
@@ -159,7 +180,7 @@ def split_windows(
         train_ranges.append(OriginRange(i, min_context, train_end - horizon_length + 1))
         if n_val:
             val_ranges.append(OriginRange(i, train_end, n - horizon_length + 1))
-    train = WindowDataset(series, train_ranges, context_length, horizon_length)
+    train = WindowDataset(series, train_ranges, context_length, horizon_length, scales)
     if len(train) == 0:
         longest = max((int(s.shape[0]) for s in series), default=0)
         raise ValueError(
@@ -173,5 +194,5 @@ def split_windows(
     if total_val:
         step = max(1, -(-total_val // max_validation_windows))
         val_ranges = [OriginRange(r.series, r.start, r.stop, step) for r in val_ranges]
-        val = WindowDataset(series, val_ranges, context_length, horizon_length)
+        val = WindowDataset(series, val_ranges, context_length, horizon_length, scales)
     return WindowSplit(train, val)

@@ -1,0 +1,211 @@
+"""Faults during fine-tuning: a non-finite loss, an exception or Ctrl+C inside ``fit``, and
+resuming an interrupted fine-tune from its last checkpoint.
+
+Faults are injected with monkeypatch into the model's loss or into a Lightning callback hook,
+so they strike in the middle of the training loop, as real ones do.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from darts import TimeSeries
+from sktime.exceptions import NotFittedError
+
+from msft_forecast import MSFTForecaster
+from msft_forecast.cli import main as cli_main
+from msft_forecast.darts import MSFTModel
+from msft_forecast.msft.moirai_model import MultiScaleMoirai
+from msft_forecast.training.lightning import NonFiniteLossError, TrainingHistory
+
+SK = dict(
+    backbone="moirai-tiny",
+    context_length=32,
+    prediction_length=6,
+    num_scales=2,
+    max_steps=4,
+    batch_size=8,
+    num_samples=20,
+    random_state=0,
+    validation=None,
+)
+DA = {
+    **{k: v for k, v in SK.items() if k not in ("context_length", "prediction_length")},
+    "input_chunk_length": 32,
+    "output_chunk_length": 6,
+}
+
+
+@pytest.fixture(scope="module")
+def y() -> pd.Series:
+    rng = np.random.default_rng(0)
+    t = np.arange(200)
+    values = 10 + np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.1, t.size)
+    return pd.Series(values, index=pd.date_range("2024-01-01", periods=t.size, freq="h"))
+
+
+def _nan_loss(monkeypatch) -> None:
+    original = MultiScaleMoirai.loss
+
+    def loss(self, *args, **kwargs):
+        value, per_scale = original(self, *args, **kwargs)
+        return value * float("nan"), per_scale
+
+    monkeypatch.setattr(MultiScaleMoirai, "loss", loss)
+
+
+def _fail_at_step(monkeypatch, step: int, error: type[BaseException]) -> None:
+    """Raise ``error`` from a Lightning callback hook once ``step`` optimiser steps are done."""
+    original = TrainingHistory.on_train_batch_end
+
+    def hook(self, trainer, *args, **kwargs):
+        original(self, trainer, *args, **kwargs)
+        if trainer.global_step >= step:
+            raise error(f"injected at step {trainer.global_step}")
+
+    monkeypatch.setattr(TrainingHistory, "on_train_batch_end", hook)
+
+
+def _assert_sktime_unfitted(forecaster: MSFTForecaster) -> None:
+    assert not forecaster.is_fitted
+    with pytest.raises(NotFittedError):
+        forecaster.predict(fh=[1, 2])
+
+
+def _assert_darts_unfitted(model: MSFTModel, series: TimeSeries) -> None:
+    assert model._engine is None and model.training_series is None
+    with pytest.raises(ValueError, match="must be fit"):
+        model.predict(3, series=series)
+
+
+# --------------------------------------------------------------------------- non-finite loss
+@pytest.mark.parametrize("refit", [False, True], ids=["fresh", "refit"])
+def test_non_finite_loss_stops_with_a_clear_error_and_leaves_unfitted(monkeypatch, y, refit):
+    forecaster, model = MSFTForecaster(**SK), MSFTModel(**DA)
+    series = TimeSeries.from_series(y)
+    if refit:
+        forecaster.fit(y, fh=[1, 2, 3])
+        model.fit(series)
+    _nan_loss(monkeypatch)
+    with pytest.raises(NonFiniteLossError, match="training loss is nan.*learning_rate"):
+        forecaster.fit(y, fh=[1, 2, 3])
+    _assert_sktime_unfitted(forecaster)
+    with pytest.raises(NonFiniteLossError, match="training loss is nan"):
+        model.fit(series)
+    _assert_darts_unfitted(model, series)
+
+
+def test_non_finite_loss_on_the_command_line(monkeypatch, tmp_path, capsys):
+    path = tmp_path / "y.csv"
+    frame = pd.DataFrame({"y": np.sin(np.arange(200) / 4)})
+    frame.insert(0, "time", pd.date_range("2024-01-01", periods=200, freq="h"))
+    frame.to_csv(path, index=False)
+    _nan_loss(monkeypatch)
+    out = tmp_path / "out.csv"
+    code = cli_main(
+        ["forecast", str(path), "--horizon", "3", "--context", "32", "--max-steps", "2"]
+        + ["--output", str(out)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and not out.exists()
+    assert len(err.splitlines()) == 1 and "fine-tuning failed" in err and "nan" in err
+
+
+# ------------------------------------------------------------------ exceptions and Ctrl+C
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("refit", [False, True], ids=["fresh", "refit"])
+def test_failure_inside_fit_leaves_unfitted(monkeypatch, y, error, refit):
+    forecaster, model = MSFTForecaster(**SK), MSFTModel(**DA)
+    series = TimeSeries.from_series(y)
+    if refit:
+        forecaster.fit(y, fh=[1, 2, 3])
+        model.fit(series)
+    handler = signal.getsignal(signal.SIGINT)
+    _fail_at_step(monkeypatch, 2, error)
+    # Lightning turns Ctrl+C into sys.exit(1) and ignores SIGINT from then on; the caller
+    # gets the KeyboardInterrupt back instead, with Ctrl+C working again
+    with pytest.raises(error):
+        forecaster.fit(y, fh=[1, 2, 3])
+    assert signal.getsignal(signal.SIGINT) is handler
+    _assert_sktime_unfitted(forecaster)
+    with pytest.raises(error):
+        model.fit(series)
+    assert signal.getsignal(signal.SIGINT) is handler
+    _assert_darts_unfitted(model, series)
+
+
+def test_ctrl_c_on_the_command_line(monkeypatch, tmp_path, capsys):
+    path = tmp_path / "y.csv"
+    frame = pd.DataFrame({"y": np.sin(np.arange(200) / 4)})
+    frame.insert(0, "time", pd.date_range("2024-01-01", periods=200, freq="h"))
+    frame.to_csv(path, index=False)
+    _fail_at_step(monkeypatch, 1, KeyboardInterrupt)
+    code = cli_main(["forecast", str(path), "--horizon", "3", "--context", "32"])
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and err == "msft-forecast: interrupted; nothing was written"
+
+
+# --------------------------------------------------------------------------------- resume
+RESUMABLE = dict(
+    SK,
+    max_steps=12,
+    val_check_interval=3,
+    validation=24,
+    early_stopping_patience=None,
+)
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(monkeypatch, y, tmp_path):
+    """Ctrl+C at step 7 of 12; ``last.ckpt`` was written at step 6 (every 3 steps, after the
+    validation); ``resume=True`` continues from it and ends bit-identical to a fit that was
+    never interrupted: same trainable tensors, best step, histories and forecasts."""
+    uninterrupted = MSFTForecaster(**RESUMABLE).fit(y, fh=[1, 2, 3])
+
+    folder = tmp_path / "ckpt"
+    with monkeypatch.context() as m:
+        _fail_at_step(m, 7, KeyboardInterrupt)
+        interrupted = MSFTForecaster(**RESUMABLE, checkpoint_dir=str(folder))
+        with pytest.raises(KeyboardInterrupt, match="resume=True"):
+            interrupted.fit(y, fh=[1, 2, 3])
+    assert not interrupted.is_fitted
+    last = folder / "last.ckpt"
+    assert last.is_file()
+    # plain tensors and containers only (loads without unpickling objects), and only the
+    # trainable tensors: the frozen backbone is not copied into every checkpoint
+    saved = torch.load(last, weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 6
+    trainable = uninterrupted.engine_.trainable_state()
+    assert {k.removeprefix("model.") for k in saved["state_dict"]} == set(trainable)
+
+    resumed = MSFTForecaster(**RESUMABLE, checkpoint_dir=str(folder), resume=True)
+    resumed.fit(y, fh=[1, 2, 3])
+    a, b = uninterrupted.engine_, resumed.engine_
+    for name, value in a.trainable_state().items():
+        assert torch.equal(value, b.trainable_state()[name]), name
+    assert a.report_.steps == b.report_.steps == 12
+    assert a.report_.best_step == b.report_.best_step
+    assert a.report_.initial_val_loss == b.report_.initial_val_loss
+    assert a.report_.history == b.report_.history
+    alpha = [0.1, 0.9]
+    pd.testing.assert_frame_equal(
+        uninterrupted.predict_quantiles(alpha=alpha), resumed.predict_quantiles(alpha=alpha)
+    )
+
+
+def test_resume_needs_a_checkpoint_dir(y):
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        MSFTForecaster(**SK, resume=True).fit(y, fh=[1, 2, 3])
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        MSFTModel(**DA, resume=True)
+
+
+def test_resume_without_a_checkpoint_starts_over(y, tmp_path):
+    fresh = MSFTForecaster(**SK).fit(y, fh=[1, 2, 3])
+    resumed = MSFTForecaster(**SK, checkpoint_dir=str(tmp_path / "empty"), resume=True)
+    resumed.fit(y, fh=[1, 2, 3])
+    pd.testing.assert_series_equal(fresh.predict(), resumed.predict())
+    assert (tmp_path / "empty" / "last.ckpt").is_file()

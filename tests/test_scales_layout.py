@@ -119,3 +119,74 @@ def test_coarse_alignment_at_the_boundary(nc: int, nh: int) -> None:
     assert hor[0] == mc
     covers = [hor.count(mc + j) for j in range(mh)]
     assert all(n == 2 for n in covers[:-1]) and covers[-1] == (1 if nh % 2 else 2)
+
+
+# ------------------------------------------------------------ masks, units and constants
+masks = st.lists(st.booleans(), min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ctx_mask=masks, hor_mask=masks, k=scales)
+def test_pooled_step_is_observed_iff_any_raw_step_of_its_block_is(ctx_mask, hor_mask, k) -> None:
+    """The mask of every scale is the OR of the raw mask over the block the step covers:
+    context blocks counted back from the forecast boundary, horizon blocks forward."""
+    c, h = len(ctx_mask), len(hor_mask)
+    c_obs, h_obs = torch.tensor([ctx_mask]), torch.tensor([hor_mask])
+    out = build_scales(torch.randn(1, c), c_obs, torch.randn(1, h), h_obs, k)
+    for level, scale in enumerate(out):
+        f = 2**level
+        n = scale.context.observed.shape[1]
+        for j in range(n):
+            block = [i for i in range(c) if n - 1 - (c - 1 - i) // f == j]
+            assert bool(scale.context.observed[0, j]) == any(ctx_mask[i] for i in block)
+        for j in range(scale.horizon.observed.shape[1]):
+            block = [t for t in range(h) if t // f == j]
+            assert bool(scale.horizon.observed[0, j]) == any(hor_mask[t] for t in block)
+        # unobserved steps hold 0, whatever the raw values were
+        assert not scale.context.values[~scale.context.observed].any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    c=lengths,
+    h=lengths,
+    k=scales,
+    op=st.sampled_from(["mean", "max", "subsample"]),
+    factor=st.sampled_from([1e-12, 1e-3, 2.0, 7.5, 1e9]),
+    level=st.floats(-1e3, 1e3),
+)
+def test_scales_are_equivariant_to_units_and_keep_constants(c, h, k, op, factor, level) -> None:
+    ctx = torch.randn(2, c, dtype=torch.float64)
+    hor = torch.randn(2, h, dtype=torch.float64)
+    c_obs, h_obs = torch.rand(2, c) > 0.3, torch.rand(2, h) > 0.3
+    base = build_scales(ctx, c_obs, hor, h_obs, k, op)
+    scaled = build_scales(ctx * factor, c_obs, hor * factor, h_obs, k, op)
+    for a, b in zip(base, scaled, strict=True):
+        torch.testing.assert_close(b.context.values, a.context.values * factor)
+        torch.testing.assert_close(b.horizon.values, a.horizon.values * factor)
+        assert torch.equal(a.context.observed, b.context.observed)
+    const = build_scales(
+        torch.full((1, c), level, dtype=torch.float64),
+        torch.ones(1, c, dtype=torch.bool),
+        torch.full((1, h), level, dtype=torch.float64),
+        torch.ones(1, h, dtype=torch.bool),
+        k,
+        op,
+    )
+    for scale in const:
+        for seg in (scale.context, scale.horizon):
+            torch.testing.assert_close(seg.values, torch.full_like(seg.values, level))
+            assert seg.observed.all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 70), k=scales)
+def test_upsampled_horizon_covers_every_raw_step_once(h: int, k: int) -> None:
+    """Upsampling a scale's horizon back to H steps repeats pooled step j over exactly the raw
+    steps it pooled, so per-scale forecasts align step by step with the original one."""
+    level = k - 1
+    n = math.ceil(h / 2**level)
+    pooled = torch.arange(float(n)).unsqueeze(0)
+    up = upsample_horizon(pooled, level, h)
+    assert up.shape == (1, h)
+    assert up[0].tolist() == [float(t // 2**level) for t in range(h)]

@@ -1,0 +1,164 @@
+"""Property-based tests (hypothesis): input validation, window cutting and quantiles.
+
+Scale construction and alignment properties live in ``test_scales_layout.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from msft_forecast.engine import Forecast
+from msft_forecast.training.windows import cut_window
+from msft_forecast.validation import as_float_series, check_time_index, unit_scale
+
+FAST = settings(max_examples=60, deadline=None)
+
+values_with_gaps = arrays(
+    np.float64,
+    st.integers(0, 30),
+    elements=st.one_of(st.floats(-1e6, 1e6), st.just(np.nan), st.just(np.inf), st.just(-np.inf)),
+)
+finite_values = arrays(
+    np.float64,
+    st.integers(1, 50),
+    elements=st.one_of(st.floats(-1e3, 1e3), st.just(np.nan)),
+)
+
+
+@FAST
+@given(series=st.lists(values_with_gaps, min_size=1, max_size=4))
+def test_validation_refuses_exactly_the_bad_series_and_never_mutates(series) -> None:
+    before = [s.copy() for s in series]
+    bad = next(
+        (
+            why
+            for s in series
+            for why in (
+                "empty" if s.size == 0 else None,
+                "infinite" if np.isinf(s).any() else None,
+                "no observed value" if s.size and not np.isfinite(s).any() else None,
+            )
+            if why
+        ),
+        None,
+    )
+    if bad is None:
+        out = as_float_series(series)
+        assert all(o.dtype == np.float64 for o in out)
+        for o, s in zip(out, series, strict=True):
+            np.testing.assert_array_equal(o, s)
+    else:
+        with pytest.raises(ValueError, match=bad):
+            as_float_series(series)
+    for s, b in zip(series, before, strict=True):
+        np.testing.assert_array_equal(s, b)
+
+
+@FAST
+@given(
+    x=finite_values,
+    c=st.floats(1e-12, 1e12).filter(lambda v: v > 0),
+)
+def test_unit_scale_is_positive_and_equivariant(x, c) -> None:
+    s = unit_scale(x)
+    assert s > 0 and np.isfinite(s)
+    observed = x[np.isfinite(x)]
+    if observed.size and np.any(observed != 0):
+        np.testing.assert_allclose(unit_scale(x * c), c * s, rtol=1e-9)
+    else:
+        assert s == 1.0
+
+
+@FAST
+@given(points=st.lists(st.integers(-50, 50), min_size=1, max_size=30))
+def test_time_index_checks(points) -> None:
+    index = pd.Index(points)
+    if index.has_duplicates:
+        with pytest.raises(ValueError, match="duplicated"):
+            check_time_index(index)
+    elif not index.is_monotonic_increasing:
+        with pytest.raises(ValueError, match="not sorted"):
+            check_time_index(index)
+    else:
+        check_time_index(index)
+
+
+@FAST
+@given(
+    data=st.data(),
+    n=st.integers(1, 60),
+    c=st.integers(1, 40),
+    h=st.integers(0, 20),
+    scale=st.sampled_from([1.0, 1e-9, 3.0, 1e9]),
+)
+def test_cut_window_is_the_right_slice_in_the_right_units(data, n, c, h, scale) -> None:
+    series = data.draw(
+        arrays(np.float64, n, elements=st.one_of(st.floats(-1e3, 1e3), st.just(np.nan)))
+    )
+    before = series.copy()
+    origin = data.draw(st.integers(0, n))
+    w = cut_window(series, origin, c, h, scale)
+    lo = max(0, origin - c)
+    expected_ctx = np.full(c, np.nan)
+    expected_ctx[c - (origin - lo) :] = series[lo:origin]
+    expected_hor = np.full(h, np.nan)
+    fut = series[origin : origin + h]
+    expected_hor[: fut.size] = fut
+    for got, mask, want in (
+        (w["context"], w["context_observed"], expected_ctx),
+        (w["horizon"], w["horizon_observed"], expected_hor),
+    ):
+        np.testing.assert_array_equal(mask.numpy(), np.isfinite(want))
+        np.testing.assert_allclose(
+            got.numpy(), np.where(np.isfinite(want), want / scale, 0.0).astype(np.float32)
+        )
+    assert int(w["available"]) == origin - lo
+    np.testing.assert_array_equal(series, before)
+
+
+@FAST
+@given(
+    samples=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 5)),
+        elements=st.floats(-1e6, 1e6),
+    ),
+    levels=st.lists(st.floats(0.001, 0.999), min_size=1, max_size=8, unique=True),
+)
+def test_forecast_quantiles_are_monotone_in_the_level(samples, levels) -> None:
+    levels = sorted(levels)
+    n, _, h = samples.shape
+    fc = Forecast(
+        mean=samples.mean(1), samples=samples, scale_means=samples[:, :1], weights=np.ones(1)
+    )
+    q = fc.quantiles(levels)
+    assert q.shape == (n, len(levels), h)
+    assert np.all(np.diff(q, axis=1) >= 0)
+    assert np.all(q >= samples.min(1, keepdims=True)) and np.all(q <= samples.max(1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def fitted_sktime():
+    from msft_forecast import MSFTForecaster
+
+    t = np.arange(150)
+    y = pd.Series(10 + np.sin(t / 3), index=pd.period_range("2000-01", periods=150, freq="M"))
+    params = dict(backbone="moirai-tiny", context_length=32, num_scales=2, max_steps=2)
+    return MSFTForecaster(
+        **params, batch_size=8, num_samples=50, random_state=0, validation=None
+    ).fit(y, fh=[1, 2, 3, 4])
+
+
+@settings(max_examples=15, deadline=None)
+@given(levels=st.lists(st.floats(0.01, 0.99), min_size=2, max_size=6, unique=True))
+def test_predict_quantiles_are_monotone(fitted_sktime, levels) -> None:
+    alpha = sorted(levels)
+    q = fitted_sktime.predict_quantiles(alpha=alpha)
+    values = q.to_numpy()
+    assert values.shape == (4, len(alpha)) and np.isfinite(values).all()
+    assert np.all(np.diff(values, axis=1) >= 0)

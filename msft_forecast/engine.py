@@ -561,6 +561,7 @@ class MSFTEngine:
             kwargs["enable_checkpointing"] = True
             last = Path(s.checkpoint_dir) / "last.ckpt"
             if s.resume and last.is_file():
+                _check_resumable(last)
                 resume_from = str(last)
         trainer = L.Trainer(callbacks=callbacks, **kwargs)
         if split.validation is not None and resume_from is None:
@@ -863,6 +864,21 @@ def _checkpoint_callback(folder: str):
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
+
+
+def _check_resumable(path: Path) -> None:
+    """Open a checkpoint with ``weights_only=True`` (tensors and plain containers only, no
+    arbitrary objects unpickled) before Lightning does, so a foreign or damaged file fails with
+    a message that says what to do."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        raise ValueError(
+            f"{path} cannot be resumed from: it is not a checkpoint this package wrote, or it is "
+            f"damaged, and it is never unpickled beyond tensors ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]}). Delete it to start over, or fit with "
+            f"resume=False."
+        ) from err
 
 
 def _fit_interruptible(trainer, module, data, ckpt_path: str | None) -> None:

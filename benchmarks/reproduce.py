@@ -26,6 +26,8 @@ Sections:
 ``sampling``
     blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
     of the two sections above (no new runs).
+``precision``
+    MSFT on ETTh1 (channel OT) in float32 and in bf16-mixed: does mixed precision change accuracy?
 ``training_cost``
     fine-tuning step time and peak memory per strategy, per number of scales and per context
     length (``benchmarks/training_cost.py``).
@@ -57,6 +59,7 @@ SECTIONS = (
     "headline",
     "ablations",
     "sampling",
+    "precision",
     "training_cost",
     "inference",
     "reported",
@@ -135,6 +138,23 @@ def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: boo
             "`ablations.json`):\n\n" + sampling_table(results) + "\n",
             encoding="utf-8",
         )
+    elif section == "precision":
+        from msft_forecast.benchmarks.lsf import main as lsf_main
+
+        budget = ["--stride", "24", "--max-steps", "200", "--val-check-interval", "25"]
+        if smoke:
+            budget = ["--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
+                      "--context", "96", "--horizon", "24", "--num-samples", "10"]  # fmt: skip
+        parts = []
+        for precision in ("32-true", "bf16-mixed"):
+            part = out_dir / f"precision_{precision}.md"
+            argv = ["--root", root, "--datasets", "ETTh1", "--channels", "OT", "--strategies",
+                    "msft", "--precision", precision, *budget]  # fmt: skip
+            argv += [] if verify else ["--no-verify"]
+            argv += ["--json", str(part.with_suffix(".json")), "--markdown", str(part)]
+            lsf_main(argv)
+            parts.append(f"`precision={precision}`:\n\n" + part.read_text(encoding="utf-8"))
+        md.write_text("\n".join(parts), encoding="utf-8")
     elif section == "reported":
         from msft_forecast.benchmarks.reported import reported_markdown
 

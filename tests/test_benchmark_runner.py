@@ -91,6 +91,8 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
     assert "| lora | 1 | 64 |" in (out / "training_cost.md").read_text()
     assert "| moirai-tiny | 64 | 0 |" in (out / "inference.md").read_text()
     assert "Reported, not reproduced" in (out / "reported.md").read_text()
+    precision = (out / "precision.md").read_text()
+    assert "`precision=32-true`" in precision and "`precision=bf16-mixed`" in precision
     sampling = (out / "sampling.md").read_text()
     assert "| ETTh1 | msft | 0 |" in sampling and "| ETTh1 | msft-k0 |" not in sampling
 

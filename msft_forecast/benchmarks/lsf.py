@@ -626,6 +626,10 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
         f"{args.accelerator} | extra {extra}"
     )
     print(header, flush=True)
+    if any(resolve_model(m)[0] == "engine" for m in args.strategies):
+        from msft_forecast.backbones.cache import get_backbone
+
+        get_backbone(args.backbone)  # load once up front: fit memory excludes the frozen weights
     results: list[RunResult] = []
 
     def report(new: list[RunResult]) -> None:

@@ -33,3 +33,28 @@ def test_docs_build_without_warnings(tmp_path) -> None:
     assert notebooks and all((out / "notebooks" / f"{n}.html").is_file() for n in notebooks)
     api = (out / "generated" / "msft_forecast.plotting.plot_scales.html").read_text()
     assert "Parameters" in api and "Examples" in api
+
+
+def test_files_and_tests_the_docs_cite_exist() -> None:
+    """Every ``path.py`` and ``tests/x.py::test_name`` cited in the docs exists (a renamed test
+    or module must not leave the FAQ pointing at nothing). ``::name`` continues the last file."""
+    import re
+
+    root = DOCS.parent
+    cited = re.compile(r"`((?:[\w./-]+\.py)?)(?:::(\w+))?`")
+    missing = []
+    for page in sorted(DOCS.glob("*.md")):
+        last = None
+        for path, name in cited.findall(page.read_text(encoding="utf-8")):
+            if path:
+                # repository paths, or package paths such as msft/scales.py
+                found = [p for p in (root / path, root / "msft_forecast" / path) if p.is_file()]
+                if not found:
+                    missing.append(f"{page.name}: {path}")
+                    continue
+                last = found[0]
+            if name and last is not None:
+                source = last.read_text(encoding="utf-8")
+                if not re.search(rf"^\s*def {name}\(", source, flags=re.M):
+                    missing.append(f"{page.name}: {last.relative_to(root)}::{name}")
+    assert not missing, missing

@@ -376,13 +376,18 @@ class MSFTEngine:
         ValueError
             Bad input (see :func:`msft_forecast.validation.as_float_series`: no series, empty,
             non-numeric, infinite or all-missing series), series too short for one training
-            window or one patch (the message gives the minimum), or an accelerator that does
-            not exist here.
+            window (the message gives the minimum), or an accelerator that does not exist here.
         NonFiniteLossError
             The training loss became NaN or infinite.
         KeyboardInterrupt
             Fine-tuning was interrupted (with ``checkpoint_dir`` set, ``resume=True`` continues
             from the last checkpoint).
+
+        Warns
+        -----
+        UserWarning
+            No series has one patch of observed values (the model then reads a partial,
+            padded patch; the message gives the minimum).
 
         Notes
         -----

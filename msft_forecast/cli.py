@@ -173,7 +173,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         from msft_forecast.plotting import plot_forecast
 
         n = len(frame.columns)
-        fig, axes = plt.subplots(n, 1, figsize=(10, 3 * n), squeeze=False)
+        fig, axes = plt.subplots(n, 1, figsize=(10, 4.2 * n), squeeze=False)
         tail = min(len(frame), 4 * args.horizon)
         for i, column in enumerate(frame.columns):
             plot_forecast(

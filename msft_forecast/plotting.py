@@ -67,7 +67,7 @@ def plot_forecast(
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 4))
+        _, ax = plt.subplots(figsize=(10, 5))
     ax.plot(list(history_index), history, color="black", lw=1, label="history")
     fi = list(forecast_index)
     if lower is not None and upper is not None:
@@ -78,7 +78,7 @@ def plot_forecast(
             lw = 1.0 if weights is None else 0.6 + 2.4 * float(weights[k])
             ax.plot(fi, values, lw=lw, ls=":", label=f"scale {k} (1/{2**k} resolution{w})")
     ax.plot(fi, mean, lw=1.5, label="forecast (mean)")
-    ax.legend(loc="best", fontsize="small")
+    _legend_below(ax)
     if title:
         ax.set_title(title)
     return ax
@@ -299,8 +299,13 @@ def plot_scales(
         ax.plot(
             _plottable(truth.index), truth.to_numpy(), color="black", lw=1, ls="--", label="actual"
         )
-        ax.legend(loc="best", fontsize="small")
+        _legend_below(ax)
     return ax
+
+
+def _legend_below(ax) -> None:
+    """The legend under the axes, where it hides neither the history nor the forecast."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
 
 
 def _plottable(index: pd.Index):

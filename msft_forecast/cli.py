@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         from msft_forecast.benchmarks.lsf import main as benchmark_main
 
         try:
-            benchmark_main(argv[1:])
+            benchmark_main(argv[1:], prog="msft-forecast benchmark")
         except (FileNotFoundError, ValueError) as err:  # e.g. the data folder lacks a dataset
             print(f"msft-forecast: error: {' '.join(str(err).split())}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -500,11 +500,11 @@ def per_dataset(values: list[str], dataset: str) -> str:
     return default
 
 
-def build_parser():
+def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m msft_forecast.benchmarks.lsf",
+        prog=prog,
         description=(
             "Fine-tune strategies, MSFT ablations, from-scratch peers and classical baselines on "
             "LSF datasets; score them all on the same rolling test windows."
@@ -589,9 +589,9 @@ def build_parser():
     return parser
 
 
-def main(argv: list[str] | None = None) -> list[RunResult]:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResult]:
     """Run the benchmark from command-line arguments (see ``--help``)."""
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     for name in args.strategies:
         try:

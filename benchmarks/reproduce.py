@@ -199,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--smoke", action="store_true", help="tiny budget (CI)")
     parser.add_argument("--no-verify", action="store_true", help="skip dataset checksums")
+    parser.add_argument(
+        "--splice-only",
+        action="store_true",
+        help="run nothing: put the sections' existing Markdown from --out-dir into the page",
+    )
     args = parser.parse_args(argv)
 
     out_dir = Path(args.out_dir)
@@ -206,7 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for section in args.sections:
         print(f"== {section}", flush=True)
-        md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify)
+        if args.splice_only:
+            md = out_dir / f"{section}.md"
+            if not md.is_file():
+                print(f"   (no {md}; run this section first)")
+                continue
+        else:
+            md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify)
         if not splice(Path(args.page), section, md.read_text(encoding="utf-8")):
             print(f"   ({args.page} has no markers for {section}; table left in {md})")
 

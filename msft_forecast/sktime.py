@@ -408,11 +408,16 @@ class MSFTForecaster(BaseForecaster):
 
         Continued fine-tuning runs ``update_steps`` steps on the kept history plus ``y``, so
         the windows it trains on are the ones that see the new observations.
+
+        The context moves before fine-tuning: sktime has already moved the cutoff, so if
+        fine-tuning fails (the engine then keeps its weights) the forecaster is left exactly as
+        ``update_params=False`` would leave it, never forecasting from an old context.
         """
         from sktime.datatypes import update_data
 
         _check_time_indexes(y)
         history = update_data(self.history_, y)
+        self.history_ = _tail(history, self._history_length())
         if update_params and int(self.update_steps) > 0:
             self._backbone()
             self.engine_.fit(
@@ -421,7 +426,6 @@ class MSFTForecaster(BaseForecaster):
                 warm_start=True,
                 max_steps=int(self.update_steps),
             )
-        self.history_ = _tail(history, self._history_length())
         return self
 
     # ------------------------------------------------------------------------------- predict

@@ -209,3 +209,20 @@ def test_resume_without_a_checkpoint_starts_over(y, tmp_path):
     resumed.fit(y, fh=[1, 2, 3])
     pd.testing.assert_series_equal(fresh.predict(), resumed.predict())
     assert (tmp_path / "empty" / "last.ckpt").is_file()
+
+
+def test_failed_update_moves_the_context_and_keeps_the_weights(monkeypatch, y):
+    """sktime moves the cutoff before ``_update`` runs; when continued fine-tuning fails, the
+    forecaster is left as ``update(update_params=False)`` leaves it: new context, old weights
+    (never the old context under the new cutoff)."""
+    train, new = y.iloc[:-12], y.iloc[-12:]
+    params = dict(SK, update_steps=2)
+    failing = MSFTForecaster(**params).fit(train, fh=[1, 2, 3])
+    weights = {k: v.clone() for k, v in failing.engine_.trainable_state().items()}
+    moved = MSFTForecaster(**params).fit(train, fh=[1, 2, 3]).update(new, update_params=False)
+    _fail_at_step(monkeypatch, 1, RuntimeError)
+    with pytest.raises(RuntimeError, match="injected"):
+        failing.update(new, update_params=True)
+    for name, value in failing.engine_.trainable_state().items():
+        assert torch.equal(value, weights[name]), name
+    pd.testing.assert_series_equal(failing.predict(), moved.predict())

@@ -226,3 +226,26 @@ def test_failed_update_moves_the_context_and_keeps_the_weights(monkeypatch, y):
     for name, value in failing.engine_.trainable_state().items():
         assert torch.equal(value, weights[name]), name
     pd.testing.assert_series_equal(failing.predict(), moved.predict())
+
+
+def test_darts_model_resumes_too(monkeypatch, y, tmp_path):
+    series = TimeSeries.from_series(y)
+    params = {
+        **DA,
+        "max_steps": 6,
+        "val_check_interval": 2,
+        "validation": 24,
+        "early_stopping_patience": None,
+    }
+    uninterrupted = MSFTModel(**params).fit(series)
+    folder = str(tmp_path / "darts-ckpt")
+    with monkeypatch.context() as m:
+        _fail_at_step(m, 5, KeyboardInterrupt)
+        with pytest.raises(KeyboardInterrupt):
+            MSFTModel(**params, checkpoint_dir=folder).fit(series)
+    resumed = MSFTModel(**params, checkpoint_dir=folder, resume=True).fit(series)
+    assert resumed.engine.report_.steps == 6
+    np.testing.assert_array_equal(
+        uninterrupted.predict(3, num_samples=20).all_values(),
+        resumed.predict(3, num_samples=20).all_values(),
+    )

@@ -46,14 +46,14 @@ def test_moirai_tiny_loads_and_forecasts_without_network(no_network, seasonal_se
 
 
 def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path) -> None:
-    """Re-running the pre-training from its seed retraces the shipped record's first 25 steps.
+    """Re-running the pre-training from its seed retraces the shipped record's first steps exactly.
 
-    Reruns are bit-identical to each other (``tests/test_pretrain.py``). The shipped checkpoint's
-    first steps ran on an earlier revision of the backbone code (its bf16 numerics changed
-    while the run was under way), so the shipped curve is matched to 0.5%, not bit for bit,
-    until the checkpoint is regenerated with the current code.
+    The shipped checkpoint was made by the command in ``docs/backbones.md`` on the current
+    backbone and pre-training code, with one thread; a rerun with the same settings repeats its
+    per-step losses, gradient norms and learning rates bit for bit (compared here through the
+    record's 25-step block averages, the same arithmetic that wrote them).
     """
-    from msft_forecast.pretraining.pretrain import PretrainConfig, pretrain
+    from msft_forecast.pretraining.pretrain import PretrainConfig, loss_curve, pretrain
 
     record = json.loads(
         (bundled_checkpoint_dir("moirai-tiny") / "training_record.json").read_text()
@@ -62,8 +62,8 @@ def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path) -> None:
     settings["patch_sizes"] = tuple(settings["patch_sizes"])
     cfg = PretrainConfig(**settings)
     every = record["loss_curve_every"]
-    state = pretrain(cfg, tmp_path, fresh=True, stop_at_step=every, log=lambda _: None)
-    first = record["loss_curve"][0]
-    assert first["step"] == every
-    assert float(np.mean(state.loss[:every])) == pytest.approx(first["loss"], rel=5e-3)
-    assert float(np.mean(state.nll_scaled[:every])) == pytest.approx(first["nll_scaled"], rel=5e-3)
+    blocks = 2
+    state = pretrain(cfg, tmp_path, fresh=True, stop_at_step=blocks * every, log=lambda _: None)
+    rerun = loss_curve(state, every)
+    assert len(rerun) == blocks
+    assert rerun == record["loss_curve"][:blocks]

@@ -23,6 +23,8 @@ Sections:
 ``ablations``
     MSFT and its ablations (no aggregator, shared LoRA, no mixing, K=0) on ETTm1 and Weather,
     two seeds, blend and mixture sampling.
+``ablations_etth1``
+    the same ablations on ETTh1, where MSFT does worst, to see which part is to blame.
 ``sampling``
     blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
     of the two sections above (no new runs).
@@ -58,6 +60,7 @@ SECTIONS = (
     "peers_h96",
     "headline",
     "ablations",
+    "ablations_etth1",
     "sampling",
     "precision",
     "training_cost",
@@ -65,7 +68,7 @@ SECTIONS = (
     "reported",
 )
 #: Sections that fit models and write JSON.
-ACCURACY_SECTIONS = ("foundation_h96", "peers_h96", "ablations")
+ACCURACY_SECTIONS = ("foundation_h96", "peers_h96", "ablations", "ablations_etth1")
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
@@ -74,8 +77,10 @@ def lsf_args(section: str, smoke: bool) -> list[str]:
         models, datasets, seeds = STRATEGIES, DATASETS, ["0"]
     elif section == "peers_h96":
         models, datasets, seeds = PEERS + BASELINES, DATASETS, ["0"]
-    else:
+    elif section == "ablations":
         models, datasets, seeds = ABLATIONS, ["ETTm1", "Weather"], ["0", "1"]
+    else:  # ablations_etth1: the dataset where MSFT lost to zero-shot
+        models, datasets, seeds = ABLATIONS, ["ETTh1"], ["0", "1"]
     budget = ["--stride", "288", "--max-steps", "200", "--val-check-interval", "25"]
     if smoke:
         datasets, seeds = ["ETTh1"], ["0"]
@@ -132,10 +137,10 @@ def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: boo
     elif section == "sampling":
         from msft_forecast.benchmarks.lsf import sampling_table
 
-        results = _results(out_dir, ("foundation_h96", "ablations"))
+        results = _results(out_dir, ("foundation_h96", "ablations", "ablations_etth1"))
         md.write_text(
-            "Same fitted models, scales combined two ways (from `foundation_h96.json` and "
-            "`ablations.json`):\n\n" + sampling_table(results) + "\n",
+            "Same fitted models, scales combined two ways (from `foundation_h96.json`, "
+            "`ablations.json` and `ablations_etth1.json`):\n\n" + sampling_table(results) + "\n",
             encoding="utf-8",
         )
     elif section == "precision":

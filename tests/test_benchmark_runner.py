@@ -129,10 +129,12 @@ def test_summary_table_averages_seeds_and_marks_the_best() -> None:
         _result("ETTh1", "dlinear", 0.36),
         _result("ETTm1", "dlinear", 0.20),
     ]
-    table = lsf.summary_table(results).splitlines()
+    table = lsf.summary_table(results, "mae").splitlines()
     assert table[0] == "| dataset | msft | msft (mixture) | dlinear |"
     assert table[2] == "| ETTh1 | **0.3500 ± 0.0500** | **0.3500** | 0.3600 |"
     assert table[3] == "| ETTm1 | - | - | **0.2000** |"
+    # the MSE does not depend on the sampling: one column per fitted model
+    assert lsf.summary_table(results, "mse").splitlines()[0] == "| dataset | msft | dlinear |"
 
 
 def test_unavailable_peer_library_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:

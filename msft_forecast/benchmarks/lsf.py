@@ -422,8 +422,11 @@ def model_label(r: RunResult) -> str:
 def summary_table(results: list[RunResult], metric: str = "mse") -> str:
     """Datasets in rows, models in columns, ``metric`` averaged over seeds (± std if several).
 
-    The best value of each row is in bold.
+    The best value of each row is in bold.  For MSE, rows scored with ``mixture`` sampling are
+    left out: the mean forecast, and so the MSE, does not depend on the sampling.
     """
+    if metric == "mse":
+        results = [r for r in results if r.sampling != "mixture"]
     models = list(dict.fromkeys(model_label(r) for r in results))
     datasets = list(dict.fromkeys(r.dataset for r in results))
     cells: dict[tuple[str, str], list[float]] = {}

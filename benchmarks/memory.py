@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    from msft_forecast.benchmarks.resources import current_rss_bytes
+
+    return current_rss_bytes() / 2**20
 
 
 def fit_child(points: int, backbone: str) -> dict:

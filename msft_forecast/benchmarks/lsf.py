@@ -157,6 +157,69 @@ def baseline_forecast(name: str, contexts: np.ndarray, horizon: int, season: int
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
+@dataclass(frozen=True)
+class ScoringWindows:
+    """The normalised data, the chosen channels and the rolling test windows every model is
+    scored on; rows of ``truth`` run over channels, then origins (the order all models use)."""
+
+    values: np.ndarray  # (T, C) normalised
+    picked: list[int]  # channel columns
+    origins: np.ndarray  # forecast origins (rows)
+    truth: np.ndarray  # (len(picked) * len(origins), horizon)
+    ok: np.ndarray  # rows whose truth has no missing value (the scored ones)
+
+
+def scoring_windows(
+    ds: LSFDataset, horizon: int, stride: int, channels: list[str] | None
+) -> ScoringWindows:
+    """Test windows of ``ds`` for ``horizon`` with ``stride``, over ``channels`` (default all)."""
+    values = ds.normalised()
+    names = list(ds.frame.columns)
+    picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
+    origins = test_origins(ds, horizon, stride)
+    truth = np.concatenate(
+        [np.stack([values[t : t + horizon, j] for t in origins]) for j in picked]
+    )
+    return ScoringWindows(values, picked, origins, truth, np.isfinite(truth).all(axis=1))
+
+
+def point_result(
+    ds: LSFDataset,
+    name: str,
+    windows: ScoringWindows,
+    pred: np.ndarray,
+    *,
+    seed: int,
+    settings: dict[str, Any],
+    fit_seconds: float,
+    steps: int = 0,
+    trainable_parameters: int = 0,
+    fit_memory_mb: float | None = None,
+) -> RunResult:
+    """Score point forecasts ``pred`` (rows as ``windows.truth``): MSE and MAE, no CRPS."""
+    ok, truth = windows.ok, windows.truth
+    return RunResult(
+        dataset=ds.name,
+        strategy=name,
+        horizon=int(truth.shape[1]),
+        seed=seed,
+        settings=settings,
+        mse=float(np.mean((pred[ok] - truth[ok]) ** 2)),
+        mae=float(np.mean(np.abs(pred[ok] - truth[ok]))),
+        crps=None,
+        coverage80=None,
+        val_loss=None,
+        initial_val_loss=None,
+        steps=steps,
+        trainable_parameters=trainable_parameters,
+        patch_size=0,
+        scale_weights=[],
+        fit_seconds=fit_seconds,
+        windows=int(ok.sum()),
+        fit_memory_mb=fit_memory_mb,
+    )
+
+
 def run_baseline(
     ds: LSFDataset,
     name: str,
@@ -167,45 +230,24 @@ def run_baseline(
     stride: int = 96,
 ) -> RunResult:
     """Score a classical baseline on the same test windows as :func:`run_one`."""
-    values = ds.normalised()
-    names = list(ds.frame.columns)
-    picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
-    origins = test_origins(ds, horizon, stride)
+    w = scoring_windows(ds, horizon, stride, channels)
     start = time.perf_counter()
-    preds, truths = [], []
-    for j in picked:
-        series = pd_ffill(values[:, j])
-        contexts = np.stack([series[t - context : t] for t in origins])
-        preds.append(baseline_forecast(name, contexts, horizon, ds.season))
-        truths.append(np.stack([values[t : t + horizon, j] for t in origins]))
-    pred, truth = np.concatenate(preds), np.concatenate(truths)
-    ok = np.isfinite(truth).all(axis=1)
-    return RunResult(
-        dataset=ds.name,
-        strategy=name,
-        horizon=horizon,
+    filled = peers.fill_missing(w.values[:, w.picked])
+    preds = [
+        baseline_forecast(
+            name, np.stack([filled[t - context : t, k] for t in w.origins]), horizon, ds.season
+        )
+        for k in range(len(w.picked))
+    ]
+    return point_result(
+        ds,
+        name,
+        w,
+        np.concatenate(preds),
         seed=0,
         settings={"context_length": context, "season": ds.season},
-        mse=float(np.mean((pred[ok] - truth[ok]) ** 2)),
-        mae=float(np.mean(np.abs(pred[ok] - truth[ok]))),
-        crps=None,
-        coverage80=None,
-        val_loss=None,
-        initial_val_loss=None,
-        steps=0,
-        trainable_parameters=0,
-        patch_size=0,
-        scale_weights=[],
         fit_seconds=time.perf_counter() - start,
-        windows=int(ok.sum()),
     )
-
-
-def pd_ffill(values: np.ndarray) -> np.ndarray:
-    """Fill missing values forward (then backward) for baselines that cannot skip them."""
-    import pandas as pd
-
-    return pd.Series(values).ffill().bfill().to_numpy()
 
 
 def run_one(
@@ -223,22 +265,15 @@ def run_one(
     Returns one result per entry of ``sampling`` (the same fitted model, its scales' forecasts
     combined by each mode) for a multi-scale Moirai model, else one result.
     """
-    values = ds.normalised()
-    names = list(ds.frame.columns)
-    picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
     horizon = int(settings.prediction_length)
-    history = [values[: ds.val_end, j] for j in picked]
+    w = scoring_windows(ds, horizon, stride, channels)
+    history = [w.values[: ds.val_end, j] for j in w.picked]
     settings.validation = ds.val_end - ds.train_end
     engine = MSFTEngine(settings)
     start = time.perf_counter()
     with PeakMemory() as memory:
         engine.fit(history, freq=ds.freq)
     fit_seconds = time.perf_counter() - start
-    origins = test_origins(ds, horizon, stride)
-    truth = np.concatenate(
-        [np.stack([values[t : t + horizon, j] for t in origins]) for j in picked]
-    )
-    ok = np.isfinite(truth).all(axis=1)
     model = engine.model_
     spec = getattr(model, "spec", None)
     multi_scale = spec is not None and spec.num_scales > 1 and spec.mixing != "finest"
@@ -250,8 +285,8 @@ def run_one(
             model.spec = dataclasses.replace(spec, mixing=mode)
         try:
             means, samples = [], []
-            for j in picked:
-                contexts = [values[:t, j] for t in origins]
+            for j in w.picked:
+                contexts = [w.values[:t, j] for t in w.origins]
                 fc = engine.forecast(
                     contexts, horizon, num_samples, seed=settings.random_state or 0
                 )
@@ -261,7 +296,7 @@ def run_one(
             if mode is not None:
                 model.spec = spec
         mean, samp = np.concatenate(means), np.concatenate(samples)
-        metrics = score(samp[ok], mean[ok], truth[ok])
+        metrics = score(samp[w.ok], mean[w.ok], w.truth[w.ok])
         results.append(
             RunResult(
                 dataset=ds.name,
@@ -276,7 +311,7 @@ def run_one(
                 patch_size=report.patch_size,
                 scale_weights=[float(w) for w in fc.weights],
                 fit_seconds=fit_seconds,
-                windows=int(ok.sum()),
+                windows=int(w.ok.sum()),
                 fit_memory_mb=memory.peak_mb,
                 sampling=mode or "-",
                 **metrics,
@@ -296,44 +331,28 @@ def run_peer(
     stride: int = 96,
 ) -> RunResult:
     """Train a from-scratch peer (:mod:`msft_forecast.benchmarks.peers`) and score it."""
-    values = ds.normalised()
-    names = list(ds.frame.columns)
-    picked = [names.index(c) for c in channels] if channels else list(range(len(names)))
-    origins = test_origins(ds, horizon, stride)
+    w = scoring_windows(ds, horizon, stride, channels)
     with PeakMemory() as memory:
         out = peers.fit_predict(
             name,
-            values[:, picked],
+            w.values[:, w.picked],
             train_end=ds.train_end,
             val_end=ds.val_end,
-            origins=origins,
+            origins=w.origins,
             context=context,
             horizon=horizon,
             budget=budget,
         )
-    pred = out.predictions.reshape(-1, horizon)
-    truth = np.concatenate(
-        [np.stack([values[t : t + horizon, j] for t in origins]) for j in picked]
-    )
-    ok = np.isfinite(truth).all(axis=1)
-    return RunResult(
-        dataset=ds.name,
-        strategy=name,
-        horizon=horizon,
+    return point_result(
+        ds,
+        name,
+        w,
+        out.predictions.reshape(-1, horizon),
         seed=budget.seed,
         settings={"context_length": context, **dataclasses.asdict(budget)},
-        mse=float(np.mean((pred[ok] - truth[ok]) ** 2)),
-        mae=float(np.mean(np.abs(pred[ok] - truth[ok]))),
-        crps=None,
-        coverage80=None,
-        val_loss=None,
-        initial_val_loss=None,
+        fit_seconds=out.fit_seconds,
         steps=int(out.steps or 0),
         trainable_parameters=out.trainable_parameters,
-        patch_size=0,
-        scale_weights=[],
-        fit_seconds=out.fit_seconds,
-        windows=int(ok.sum()),
         fit_memory_mb=memory.peak_mb,
     )
 

@@ -122,7 +122,7 @@ def fit_predict(
         Steps, batch, validation cadence, patience and seed.
     """
     require(name)
-    filled = _fill(np.asarray(values, dtype=np.float64))
+    filled = fill_missing(np.asarray(values, dtype=np.float64))
     # validation windows: the last origins of the validation split, VALIDATION_WINDOWS in total
     per_series = max(1, VALIDATION_WINDOWS // filled.shape[1])
     val_start = max(0, val_end - (context + horizon + per_series - 1))
@@ -136,7 +136,9 @@ def fit_predict(
         )
 
 
-def _fill(values: np.ndarray) -> np.ndarray:
+def fill_missing(values: np.ndarray) -> np.ndarray:
+    """A copy of ``(T, C)`` ``values`` with missing values filled forward, then backward, per
+    column (for models that cannot skip missing inputs)."""
     import pandas as pd
 
     return pd.DataFrame(values).ffill().bfill().to_numpy()

@@ -257,9 +257,9 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             x = layer(x, bias, scale_ctx=tok.ctx)
         return bb.encoder.norm(x), loc, scale
 
-    def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout, rows=slice(None)):
-        """Each scale's predictive distribution over its horizon tokens (of ``rows`` only)."""
-        return self._distributions(self.encode(tok), tok, layout, rows)
+    def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout):
+        """Each scale's predictive distribution over its horizon tokens."""
+        return self._distributions(self.encode(tok), tok, layout)
 
     def _distributions(self, encoded, tok: MoiraiTokens, layout: TokenLayout, rows=slice(None)):
         reprs, loc, scale = encoded
@@ -338,52 +338,48 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         )
         encoded = self.encode(tok)
         distributions = self._distributions(encoded, tok, layout)
-        if seeds is not None and num_samples > 0:
-            if len(seeds) != batch:
-                raise ValueError(f"{len(seeds)} seeds for a batch of {batch} rows.")
-            means = [
+        means = torch.stack(
+            [
                 upsample_horizon(
                     self._flatten_horizon(d.mean.float(), span), span.level, horizon_length
                 )
                 for span, d in zip(layout.spans, distributions, strict=True)
-            ]
-            rows = []
-            for b, seed in enumerate(seeds):
-                g = torch.Generator(device=context.device).manual_seed(int(seed))
-                draws = []
-                for span, distr in zip(
-                    layout.spans,
-                    self._distributions(encoded, tok, layout, slice(b, b + 1)),
-                    strict=True,
-                ):
-                    draw = self._flatten_horizon(_sample(distr, num_samples, g).float(), span)
-                    draws.append(upsample_horizon(draw, span.level, horizon_length).transpose(0, 1))
-                row_means = torch.stack([m[b : b + 1] for m in means], 1)
-                rows.append(
-                    blend(
-                        row_means, torch.stack(draws, 1), self.mixing_weights(), self.spec.mixing, g
-                    )
-                )
-            out = {k: torch.cat([r[k] for r in rows]) for k in ("mean", "samples", "scale_means")}
-            out["weights"] = rows[0]["weights"]
-            return out
-        means, samples = [], []
-        for span, distr in zip(layout.spans, distributions, strict=True):
-            mean = self._flatten_horizon(distr.mean.float(), span)
-            means.append(upsample_horizon(mean, span.level, horizon_length))
-            if num_samples > 0:
-                draw = _sample(distr, num_samples, generator).float()  # (S, B, n, P)
-                draw = self._flatten_horizon(draw, span)
-                samples.append(upsample_horizon(draw, span.level, horizon_length).transpose(0, 1))
-            else:  # the mean alone was asked for
-                samples.append(means[-1].new_zeros(batch, 0, horizon_length))
-        return blend(
-            torch.stack(means, 1),
-            torch.stack(samples, 1),
-            self.mixing_weights(),
-            self.spec.mixing,
-            generator,
+            ],
+            1,
         )
+        weights, mixing = self.mixing_weights(), self.spec.mixing
+        if num_samples == 0:  # the mean alone was asked for
+            empty = means.new_zeros(batch, len(layout.spans), 0, horizon_length)
+            return blend(means, empty, weights, mixing, generator)
+        if seeds is None:
+            draws = self._draws(distributions, layout, num_samples, generator, horizon_length)
+            return blend(means, draws, weights, mixing, generator)
+        if len(seeds) != batch:
+            raise ValueError(f"{len(seeds)} seeds for a batch of {batch} rows.")
+        rows = []
+        for b, seed in enumerate(seeds):
+            g = torch.Generator(device=context.device).manual_seed(int(seed))
+            row = self._distributions(encoded, tok, layout, slice(b, b + 1))
+            draws = self._draws(row, layout, num_samples, g, horizon_length)
+            rows.append(blend(means[b : b + 1], draws, weights, mixing, g))
+        out = {k: torch.cat([r[k] for r in rows]) for k in ("mean", "samples", "scale_means")}
+        out["weights"] = rows[0]["weights"]
+        return out
+
+    def _draws(
+        self,
+        distributions: list,
+        layout: TokenLayout,
+        num_samples: int,
+        generator: torch.Generator | None,
+        horizon_length: int,
+    ) -> Tensor:
+        """``(B, K+1, S, H)`` sample paths of every scale, upsampled to the original resolution."""
+        draws = []
+        for span, distr in zip(layout.spans, distributions, strict=True):
+            draw = self._flatten_horizon(_sample(distr, num_samples, generator).float(), span)
+            draws.append(upsample_horizon(draw, span.level, horizon_length).transpose(0, 1))
+        return torch.stack(draws, 1)
 
 
 def _sample(distr, num_samples: int, generator: torch.Generator | None) -> Tensor:

@@ -8,6 +8,11 @@ size, not on the length of the series.
 
 Validation windows have their horizon inside the last ``validation`` steps of each series;
 training windows have theirs before it, so no training target is ever seen in validation.
+
+Training windows are full: a series long enough for at least ``H`` training windows with a
+whole context of ``C`` observations trains on those only (origins from ``C``), as the MSFT
+authors do.  Only a shorter series also trains on left-padded windows, whose context starts
+at the series' start (origins from ``min(C, H)``), so that short data can still be used.
 """
 
 from __future__ import annotations
@@ -146,6 +151,10 @@ def split_windows(
 ) -> WindowSplit:
     """Training windows from the start of every series, validation windows from its end.
 
+    Training windows have a full context of ``C`` observations when the series is long enough
+    for at least ``H`` of them; only shorter series also get left-padded windows (see
+    ``min_context``).
+
     Parameters
     ----------
     series : sequence of ndarray
@@ -157,7 +166,11 @@ def split_windows(
         a series whose held-out tail is shorter than one horizon contributes no validation
         window.  ``None`` or 0: no validation.
     min_context : int, optional
-        Fewest context steps a training window must have (default ``min(C, H)``).
+        Fewest context steps a training window must have, for every series.  Default, per
+        series: ``C`` (full windows, no left padding) when the series has at least ``H`` such
+        windows before its validation tail, i.e. ``train_end - H - C + 1 >= H`` with
+        ``train_end`` its length less the validation tail; else ``min(C, H)`` (a short series
+        also trains on windows left-padded up to ``C``).
     max_validation_windows : int
         Cap on validation windows in total (spread evenly), to keep validation cheap.
     scales : sequence of float, optional
@@ -169,24 +182,30 @@ def split_windows(
         When no series is long enough for a single training window (the message gives the
         minimum length).
     """
-    min_context = min(context_length, horizon_length) if min_context is None else min_context
-    min_context = max(1, min_context)
+    short_context = min(context_length, horizon_length) if min_context is None else min_context
+    short_context = max(1, short_context)
     train_ranges, val_ranges = [], []
     for i, s in enumerate(series):
         n = int(s.shape[0])
         n_val = validation_length(n, validation, horizon_length)
         train_end = n - n_val
-        # training horizons end by train_end; origins need min_context steps before them
-        train_ranges.append(OriginRange(i, min_context, train_end - horizon_length + 1))
+        # training horizons end by train_end; origins need the whole context C before them when
+        # that leaves at least H windows, else short_context (min(C, H): left-padded windows)
+        stop = train_end - horizon_length + 1
+        full = min_context is None and stop - context_length >= horizon_length
+        train_ranges.append(OriginRange(i, context_length if full else short_context, stop))
         if n_val:
             val_ranges.append(OriginRange(i, train_end, n - horizon_length + 1))
     train = WindowDataset(series, train_ranges, context_length, horizon_length, scales)
     if len(train) == 0:
+        # no series had a window at all, so none qualified for full windows either: the
+        # shortest usable series needs short_context + H observations
         longest = max((int(s.shape[0]) for s in series), default=0)
         raise ValueError(
             f"No series is long enough to fine-tune on: a training window needs at least "
-            f"{min_context + horizon_length} observations (context of {min_context} + horizon of "
-            f"{horizon_length}) before the validation tail, and the longest series has {longest}. "
+            f"{short_context + horizon_length} observations (context of {short_context} + "
+            f"horizon of {horizon_length}) before the validation tail, and the longest series "
+            f"has {longest}. "
             f"Pass a longer series, a shorter prediction_length, or validation=None."
         )
     val = None

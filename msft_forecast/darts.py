@@ -123,9 +123,9 @@ class MSFTModel(GlobalForecastingModel):
         Lightning ``Trainer``; ``enable_progress_bar`` sets its verbosity. The engine builds the
         rest of the trainer itself, so other keys are rejected.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
-shared_lora, aggregator, aggregator_rank, mixing, train_head, learning_rate, scale_weight_lr, \
-weight_decay, max_time, val_check_interval, early_stopping_patience, gradient_clip, num_samples, \
-checkpoint_dir, resume
+shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, learning_rate, \
+scale_weight_lr, scale_weight_prior, weight_decay, max_time, val_check_interval, \
+early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume
         The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
         ``checkpoint_dir`` and ``resume``: write ``last.ckpt`` there during ``fit`` and
         continue an interrupted fit from it.
@@ -197,9 +197,11 @@ checkpoint_dir, resume
         aggregator: bool = _D.aggregator,
         aggregator_rank: int | None = _D.aggregator_rank,
         mixing: str = _D.mixing,
+        scale_weighting: str = _D.scale_weighting,
         train_head: bool = _D.train_head,
         learning_rate: float | None = _D.learning_rate,
         scale_weight_lr: float = _D.scale_weight_lr,
+        scale_weight_prior: float = _D.scale_weight_prior,
         weight_decay: float = _D.weight_decay,
         max_time: float | None = _D.max_time,
         val_check_interval: int = _D.val_check_interval,

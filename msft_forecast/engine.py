@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from msft_forecast.backbones.cache import get_backbone, structural_copy
+from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
 from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
 from msft_forecast.training.windows import cut_window, split_windows
 from msft_forecast.validation import (
@@ -34,21 +35,6 @@ from msft_forecast.validation import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Patch sizes Moirai was pre-trained with for each frequency (uni2ts' table), first letter of
-#: a pandas frequency string.
-MOIRAI_PATCH_SIZES_BY_FREQ: dict[str, tuple[int, ...]] = {
-    "Y": (8,),
-    "A": (8,),
-    "Q": (8,),
-    "M": (8, 16, 32),
-    "W": (16, 32),
-    "D": (16, 32),
-    "B": (16, 32),
-    "H": (32, 64),
-    "T": (32, 64, 128),
-    "S": (64, 128),
-}
 
 #: Default learning rates (constant schedule), by strategy.  Parameter-efficient strategies
 #: start from zero-initialised updates and need a larger step than full fine-tuning, which
@@ -88,10 +74,12 @@ class MSFTSettings:
     shared_lora: bool = False
     aggregator: bool = True
     aggregator_rank: int | None = 64
-    mixing: str = "blend"
+    mixing: str = "mixture"
+    scale_weighting: str = "validation"
     train_head: bool = True
     learning_rate: float | None = None
     scale_weight_lr: float = 1e-2
+    scale_weight_prior: float = 0.0
     weight_decay: float = 0.1
     batch_size: int = 32
     max_steps: int = 200
@@ -113,6 +101,15 @@ class MSFTSettings:
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
+        if self.mixing == "finest":
+            warnings.warn(
+                'mixing="finest" is now scale_weighting="finest" (mixing says how samples are '
+                'combined: "mixture" or "blend"); using scale_weighting="finest", '
+                'mixing="mixture".',
+                FutureWarning,
+                stacklevel=3,
+            )
+            self.scale_weighting, self.mixing = "finest", "mixture"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting and what it should be."""
@@ -160,6 +157,8 @@ class MSFTSettings:
             aggregator=self.aggregator,
             aggregator_rank=self.aggregator_rank,
             mixing=self.mixing,
+            scale_weighting=self.scale_weighting,
+            scale_weight_prior=self.scale_weight_prior,
             train_head=self.train_head,
         )
 
@@ -568,6 +567,11 @@ class MSFTEngine:
             if s.resume and last.is_file():
                 _check_resumable(last)
                 resume_from = str(last)
+        if split.validation is None and getattr(model, "fits_weights_on_validation", False):
+            logger.warning(
+                'scale_weighting="validation" needs validation windows; without them the scales '
+                "keep uniform weights. Pass validation=... (a held-out tail) to fit the weights."
+            )
         trainer = L.Trainer(callbacks=callbacks, **kwargs)
         if split.validation is not None and resume_from is None:
             # the starting point competes too: fine-tuning never returns something worse than
@@ -799,36 +803,6 @@ def default_precision(accelerator: str) -> str:
 
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     return "bf16-mixed" if on_cpu else "32-true"
-
-
-_OFFSET_KINDS = (
-    ("Nano", "S"),
-    ("Micro", "S"),
-    ("Milli", "S"),
-    ("Second", "S"),
-    ("Minute", "T"),
-    ("Hour", "H"),
-    ("Day", "D"),
-    ("Week", "W"),
-    ("Month", "M"),
-    ("Quarter", "Q"),
-    ("Year", "Y"),
-)
-
-
-def frequency_key(freq: str | Any) -> str | None:
-    """One letter of :data:`MOIRAI_PATCH_SIZES_BY_FREQ` for a pandas frequency, by offset class
-    (aliases such as "min", "ms", "SME" or "bh" cannot be read from their first letter)."""
-    from pandas.tseries.frequencies import to_offset
-
-    try:
-        name = type(to_offset(freq)).__name__
-    except (ValueError, TypeError):
-        return None
-    for part, key in _OFFSET_KINDS:
-        if part in name:
-            return key
-    return None
 
 
 def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
 from msft_forecast.engine import MSFTEngine, MSFTSettings
+from msft_forecast.frequencies import frequency_key
 from msft_forecast.validation import check_time_index
 
 __all__ = ["MSFTForecaster"]
@@ -88,16 +89,25 @@ class MSFTForecaster(BaseForecaster):
         Cross-scale aggregator in every layer (``"msft"``).
     aggregator_rank : int or None, default=64
         Rank of the aggregator maps; None for full ``d x d`` maps.
-    mixing : {"blend", "mixture", "finest"}, default="blend"
-        How per-scale forecasts are combined: weighted blend of sample paths, a true mixture
-        (each path drawn from one scale), or the finest scale only.
+    mixing : {"mixture", "blend"}, default="mixture"
+        How the scales' sample paths are combined: a true mixture (each path drawn whole from
+        one scale with probability ``w_k``; calibrated intervals, the default by measurement,
+        docs/benchmarks.md) or the paper's weighted blend of one path per scale (narrower).
+    scale_weighting : {"validation", "learned", "paper", "uniform", "finest"}, \
+default="validation"
+        Where the scale weights ``w`` come from: fitted on the validation windows to minimise
+        the combined forecast's CRPS (default), trained through the combined forecast's NLL,
+        the paper's in-loss weights, uniform, or the finest scale only (see
+        :mod:`msft_forecast.msft.mixing`).
     train_head : bool, default=True
         Train the output head (Moirai's distribution projection) in ``"msft"`` / ``"lora"``.
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
         parameter-efficient strategies, 1e-5 for ``"full"``).
     scale_weight_lr : float, default=1e-2
-        Learning rate of the per-scale mixing weights.
+        Learning rate of the scale weights (``"learned"``, ``"paper"``).
+    scale_weight_prior : float, default=0.0
+        Initial logit of scale 0 (``"paper"``; the authors used 10 on some data sets).
     weight_decay : float, default=0.1
         AdamW weight decay.
     batch_size : int, default=32
@@ -239,10 +249,12 @@ class MSFTForecaster(BaseForecaster):
         shared_lora: bool = False,
         aggregator: bool = True,
         aggregator_rank: int | None = 64,
-        mixing: str = "blend",
+        mixing: str = "mixture",
+        scale_weighting: str = "validation",
         train_head: bool = True,
         learning_rate: float | None = None,
         scale_weight_lr: float = 1e-2,
+        scale_weight_prior: float = 0.0,
         weight_decay: float = 0.1,
         batch_size: int = 32,
         max_steps: int = 200,
@@ -279,9 +291,11 @@ class MSFTForecaster(BaseForecaster):
         self.aggregator = aggregator
         self.aggregator_rank = aggregator_rank
         self.mixing = mixing
+        self.scale_weighting = scale_weighting
         self.train_head = train_head
         self.learning_rate = learning_rate
         self.scale_weight_lr = scale_weight_lr
+        self.scale_weight_prior = scale_weight_prior
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_steps = max_steps
@@ -598,35 +612,15 @@ def _output_index(history: pd.DataFrame, keys: list[tuple], times: pd.Index) -> 
     return pd.MultiIndex.from_arrays(arrays, names=names)
 
 
-#: pandas offset class names (matched in order) -> the frequency letter the engine keys its
-#: patch-size table on.
-_OFFSET_LETTERS = (
-    ("Year", "Y"),
-    ("Quarter", "Q"),
-    ("Month", "M"),
-    ("Week", "W"),
-    ("Hour", "H"),
-    ("Day", "D"),
-    ("Minute", "T"),
-    ("Second", "S"),
-    ("Milli", "S"),
-    ("Micro", "S"),
-    ("Nano", "S"),
-)
-
-
 def _frequency_key(cutoff) -> str | None:
     """One unambiguous frequency letter for the engine, or None when the index has none.
 
-    The engine reads the first letter of a frequency string, which is ambiguous for pandas'
-    current aliases ("min" and "ms" start like monthly "M", "SME" like seconds, "BME" like
-    business days); the offset's class says what the frequency is.
+    The letter comes from the index's offset object (for a PeriodIndex too), read by
+    :func:`msft_forecast.frequencies.frequency_key`: never from the first letter of a
+    frequency string, which is ambiguous for pandas' current aliases ("min" and "ms" start like
+    monthly "M", "SME" like seconds), nor from the string itself, whose period aliases ("M",
+    "Q", "Y") pandas 3 no longer reads as offsets.  ``frequency_key`` maps every letter it
+    returns to itself, so the engine reads it back unchanged.
     """
     offset = getattr(cutoff, "freq", None)
-    if offset is None:
-        return None
-    name = type(offset).__name__
-    for part, letter in _OFFSET_LETTERS:
-        if part in name:
-            return letter
-    return None
+    return None if offset is None else frequency_key(offset)

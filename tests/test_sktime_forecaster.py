@@ -383,7 +383,7 @@ def test_index_types(index):
         (pd.date_range("2020", periods=3, freq="15min"), "T"),
         (pd.date_range("2020", periods=3, freq="ms"), "S"),
         (pd.date_range("2020", periods=3, freq="h"), "H"),
-        (pd.date_range("2020", periods=3, freq="B"), "D"),
+        (pd.date_range("2020", periods=3, freq="B"), "B"),
         (pd.date_range("2020", periods=3, freq="W-SUN"), "W"),
         (pd.date_range("2020", periods=3, freq="SME"), "M"),
         (pd.date_range("2020", periods=3, freq="BME"), "M"),

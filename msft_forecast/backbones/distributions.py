@@ -684,6 +684,14 @@ class AffineTransformed:
             return self.base.log_prob(x)
         return self.base.log_prob(x / self.scale) - self.scale.abs().log()
 
+    def standardized_log_prob(self, value: Tensor) -> Tensor:
+        """Log density of ``(value - loc) / scale`` under the base distribution: the log
+        density in standardised units (``log_prob(value) + log|scale|``)."""
+        x = _f32(value)
+        if self.loc is not None:
+            x = x - self.loc
+        return self.base.log_prob(x if self.scale is None else x / self.scale)
+
     @property
     def mean(self) -> Tensor:
         """Elementwise mean."""

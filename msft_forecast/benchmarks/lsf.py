@@ -12,7 +12,9 @@ What can be run, on the same windows (``--strategies``, any mix):
 * fine-tuning strategies of the engine: ``zero-shot``, ``linear-probe``, ``lora``, ``full``,
   ``msft``;
 * the paper's ablations of MSFT (:data:`VARIANTS`): ``msft-no-aggregator``,
-  ``msft-shared-lora``, ``msft-no-mixing`` (scale 0 only), ``msft-k0`` (no extra scales);
+  ``msft-shared-lora``, ``msft-no-mixing`` (scale 0 only), ``msft-k0`` (no extra scales), and
+  the other scale weightings: ``msft-paper`` (the paper's in-loss weights),
+  ``msft-learned``, ``msft-uniform``;
 * models trained from scratch (:mod:`msft_forecast.benchmarks.peers`): ``dlinear``,
   ``nlinear``, ``patchtst``, ``timemixer``, ``itransformer``;
 * classical baselines: ``last-value``, ``seasonal-naive``, ``theta``.
@@ -102,8 +104,11 @@ BASELINES = ("last-value", "seasonal-naive", "theta")
 VARIANTS: dict[str, dict[str, Any]] = {
     "msft-no-aggregator": {"aggregator": False},
     "msft-shared-lora": {"shared_lora": True},
-    "msft-no-mixing": {"mixing": "finest"},
+    "msft-no-mixing": {"scale_weighting": "finest"},
     "msft-k0": {"num_scales": 1},
+    "msft-paper": {"scale_weighting": "paper"},
+    "msft-learned": {"scale_weighting": "learned"},
+    "msft-uniform": {"scale_weighting": "uniform"},
 }
 
 #: Everything ``--strategies`` accepts.
@@ -258,7 +263,7 @@ def run_one(
     stride: int = 96,
     num_samples: int = 100,
     label: str | None = None,
-    sampling: tuple[str, ...] = ("blend",),
+    sampling: tuple[str, ...] = ("mixture",),
 ) -> list[RunResult]:
     """Fine-tune with ``settings`` on the train+validation splits and score on the test split.
 
@@ -276,7 +281,7 @@ def run_one(
     fit_seconds = time.perf_counter() - start
     model = engine.model_
     spec = getattr(model, "spec", None)
-    multi_scale = spec is not None and spec.num_scales > 1 and spec.mixing != "finest"
+    multi_scale = spec is not None and spec.num_scales > 1 and spec.scale_weighting != "finest"
     modes = [m for m in sampling if multi_scale and hasattr(model, "mixing_weights")] or [None]
     report = engine.report_
     results = []
@@ -435,17 +440,17 @@ def markdown_table(results: list[RunResult]) -> str:
 
 def model_label(r: RunResult) -> str:
     """Column name of a result in :func:`summary_table`."""
-    return r.strategy if r.sampling in ("-", "blend") else f"{r.strategy} ({r.sampling})"
+    return r.strategy if r.sampling in ("-", "mixture") else f"{r.strategy} ({r.sampling})"
 
 
 def summary_table(results: list[RunResult], metric: str = "mse") -> str:
     """Datasets in rows, models in columns, ``metric`` averaged over seeds (± std if several).
 
-    The best value of each row is in bold.  For MSE, rows scored with ``mixture`` sampling are
+    The best value of each row is in bold.  For MSE, rows scored with ``blend`` sampling are
     left out: the mean forecast, and so the MSE, does not depend on the sampling.
     """
     if metric == "mse":
-        results = [r for r in results if r.sampling != "mixture"]
+        results = [r for r in results if r.sampling != "blend"]
     models = list(dict.fromkeys(model_label(r) for r in results))
     datasets = list(dict.fromkeys(r.dataset for r in results))
     cells: dict[tuple[str, str], list[float]] = {}
@@ -587,13 +592,19 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     parser.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (every model)")
     parser.add_argument("--devices", default="1", help="devices per fit (engine models)")
-    parser.add_argument("--stride", type=int, default=96, help="steps between test windows")
+    parser.add_argument(
+        "--stride",
+        nargs="+",
+        default=["96"],
+        metavar="[DATASET=]N",
+        help="steps between test windows, for all datasets or per dataset, e.g. 24 ETTm1=96",
+    )
     parser.add_argument("--num-samples", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--sampling",
         nargs="+",
-        default=["blend"],
+        default=["mixture"],
         choices=["blend", "mixture"],
         help="how MSFT combines its scales' samples; several: scored on the same fit",
     )
@@ -634,8 +645,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         contexts = {name: int(per_dataset(args.context, name)) for name in args.datasets}
         patches = {name: per_dataset(args.patch_size, name) for name in args.datasets}
         patches = {k: v if v == "auto" else int(v) for k, v in patches.items()}
+        strides = {name: int(per_dataset(args.stride, name)) for name in args.datasets}
     except ValueError as err:
-        parser.error(f"--context / --patch-size: {err}")
+        parser.error(f"--context / --patch-size / --stride: {err}")
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     env = environment()
     header = (
@@ -644,7 +656,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         f"{' '.join(args.context)} | patch size {' '.join(args.patch_size)} | horizons "
         f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | validation "
         f"every {args.val_check_interval} steps, patience {args.patience} | test stride "
-        f"{args.stride} | samples {args.num_samples} | seeds {args.seeds} | accelerator "
+        f"{' '.join(args.stride)} | samples {args.num_samples} | seeds {args.seeds} | accelerator "
         f"{args.accelerator} | extra {extra}"
     )
     print(header, flush=True)
@@ -664,7 +676,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         context = contexts[name]
         for horizon, strategy in itertools.product(args.horizon, args.strategies):
             kind, fit_strategy, overrides = resolve_model(strategy)
-            where = dict(horizon=horizon, channels=args.channels, stride=args.stride)
+            where = dict(horizon=horizon, channels=args.channels, stride=strides[name])
             if kind == "baseline":
                 report([run_baseline(ds, strategy, context=context, **where)])
                 continue
@@ -708,7 +720,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                         ds,
                         settings,
                         channels=args.channels,
-                        stride=args.stride,
+                        stride=strides[name],
                         num_samples=args.num_samples,
                         label=strategy,
                         sampling=tuple(args.sampling),

@@ -181,32 +181,3 @@ class CrossScaleAggregator(nn.Module):
             pooled = torch.zeros_like(h_coarse).index_add_(1, index, up)
             pieces[k + 1] = pieces[k + 1] + pooled / ctx.coarse_counts[k].unsqueeze(-1).to(h.dtype)
         return torch.cat(pieces, dim=1)
-
-
-class ScaleMixing:
-    """Mixing weights and the weighted loss shared by the multi-scale models (METHOD §5).
-
-    Expects ``self.spec`` (a ``StrategySpec``) and ``self.scale_logits`` (a parameter of
-    length ``spec.num_scales``).
-    """
-
-    def scale_weights(self) -> Tensor:
-        """Current mixing weights ``softmax(w)`` over the scales."""
-        return torch.softmax(self.scale_logits.float(), dim=0)
-
-    def mixing_weights(self) -> Tensor:
-        """Weights used at inference (one-hot on scale 0 for ``mixing="finest"``)."""
-        if self.spec.mixing == "finest":
-            w = torch.zeros(self.spec.num_scales, device=self.scale_logits.device)
-            w[0] = 1.0
-            return w
-        return self.scale_weights()
-
-    def weighted_loss(self, losses: Tensor) -> Tensor:
-        """``sum_k w_k L_k``; with ``mixing="finest"`` ("without mixing") the scales still
-        train, with fixed uniform weights."""
-        if self.spec.mixing == "finest" and self.spec.num_scales > 1:
-            weights = torch.full_like(losses, 1.0 / losses.numel())
-        else:
-            weights = self.scale_weights().to(losses.dtype)
-        return (weights * losses).sum()

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.modules import (
-    CrossScaleAggregator,
-    ScaleAdapters,
-    ScaleContext,
-    ScaleLoRA,
+from msft_forecast.msft.mixing import (
+    CombinationStatistics,
     ScaleMixing,
+    crps_statistics,
+    mixture_nll,
 )
+from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
 from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
@@ -185,8 +185,8 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
                 layer.aggregator = CrossScaleAggregator(
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
-        # softmax(0) is the uniform initial weighting of METHOD §5
-        self.scale_logits = nn.Parameter(torch.zeros(spec.num_scales))
+        # softmax(0) is the uniform initial weighting of METHOD §5 (plus the optional prior)
+        self.scale_logits = self._init_scale_logits()
         self._layouts: dict[tuple[int, int], TokenLayout] = {}
         self.set_trainable()
 
@@ -204,7 +204,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             self.backbone.param_proj.requires_grad_(True)
         for module in self.msft_modules():
             module.requires_grad_(True)
-        self.scale_logits.requires_grad_(spec.num_scales > 1 and spec.mixing != "finest")
+        self.scale_logits.requires_grad_(self.stores_weights)
 
     def msft_modules(self) -> list[nn.Module]:
         """The modules MSFT added (adapters, LoRA, aggregators)."""
@@ -279,6 +279,40 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         return values.flatten(-2)[..., : span.horizon_steps]
 
     # ------------------------------------------------------------------------------------ loss
+    def _scale_losses(self, tok: MoiraiTokens, layout: TokenLayout, distributions) -> Tensor:
+        """``(K+1,)`` NLL of every scale's pooled target, in that scale's standardised units.
+
+        The NLL in data units is the standardised NLL plus ``log sigma_k``, and pooling shrinks
+        ``sigma_k``: in data units a coarse scale would look better for its smaller spread
+        alone (METHOD §5a).
+        """
+        per_scale = []
+        for span, distr in zip(layout.spans, distributions, strict=True):
+            sl = span.horizon_tokens
+            mask = tok.observed[:, sl].clone()
+            mask[..., self.patch_size :] = False
+            nll = -distr.standardized_log_prob(tok.target[:, sl])
+            per_scale.append(torch.where(mask, nll, 0.0).sum() / mask.sum().clamp(min=1))
+        return torch.stack(per_scale)
+
+    def _fine_log_densities(self, distributions, layout: TokenLayout, horizon: Tensor) -> Tensor:
+        """``(B, K+1, H)``: each scale's predictive density (data units) at every original step.
+
+        A coarse step's distribution is read as the distribution of each of the ``2**k`` steps
+        it covers, which is how its sample paths are upsampled (repeated) for the forecast.
+        """
+        batch, length = horizon.shape
+        p = self.patch_size
+        out = []
+        for span, distr in zip(layout.spans, distributions, strict=True):
+            f, steps = 2**span.level, span.horizon_steps
+            y = F.pad(horizon, (0, steps * f - length)).reshape(batch, steps, f).permute(2, 0, 1)
+            y = F.pad(y, (0, span.num_horizon * p - steps)).reshape(f, batch, span.num_horizon, p)
+            lp = distr.log_prob(F.pad(y, (0, self.max_patch_size - p)))[..., :p]
+            lp = lp.reshape(f, batch, -1)[..., :steps].permute(1, 2, 0).reshape(batch, -1)
+            out.append(lp[:, :length])
+        return torch.stack(out, 1)
+
     def loss(
         self,
         context: Tensor,
@@ -287,20 +321,42 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         horizon_observed: Tensor,
         available: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Weighted per-scale NLL against the pooled targets; returns (loss, per-scale losses)."""
+        """Training loss and the per-scale losses (see :mod:`msft_forecast.msft.mixing`).
+
+        With ``scale_weighting="learned"`` the loss adds the NLL of the combined (mixture)
+        forecast at the original resolution, through which only the weights learn.
+        """
         tok, layout = self.tokens(context, context_observed, horizon, horizon_observed, available)
         distributions = self._horizon_distributions(tok, layout)
-        per_scale = []
-        for span, distr in zip(layout.spans, distributions, strict=True):
-            sl = span.horizon_tokens
-            target = tok.target[:, sl]
-            mask = tok.observed[:, sl].clone()
-            mask[..., self.patch_size :] = False
-            nll = -distr.log_prob(target)
-            count = mask.sum()
-            per_scale.append(torch.where(mask, nll, 0.0).sum() / count.clamp(min=1))
-        losses = torch.stack(per_scale)
-        return self.weighted_loss(losses), losses.detach()
+        losses = self._scale_losses(tok, layout, distributions)
+        loss = self.weighted_loss(losses)
+        if self.spec.num_scales > 1 and self.spec.scale_weighting == "learned":
+            dens = self._fine_log_densities(distributions, layout, horizon).detach()
+            loss = loss + mixture_nll(dens, self.scale_weights(), horizon_observed)
+        return loss, losses.detach()
+
+    @torch.no_grad()
+    def validation_scores(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon: Tensor,
+        horizon_observed: Tensor,
+        available: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        num_samples: int = 16,
+    ) -> tuple[Tensor, CombinationStatistics]:
+        """Per-scale losses and the CRPS statistics of the combined forecast at the original
+        resolution, each window in units of its scale-0 spread (one encoder pass)."""
+        tok, layout = self.tokens(context, context_observed, horizon, horizon_observed, available)
+        encoded = self.encode(tok)
+        distributions = self._distributions(encoded, tok, layout)
+        losses = self._scale_losses(tok, layout, distributions)
+        length = horizon.shape[-1]
+        draws = self._draws(distributions, layout, num_samples, generator, length)
+        unit = encoded[2][:, layout.spans[0].horizon_tokens.start, 0]
+        return losses, crps_statistics(draws, horizon, horizon_observed, unit)
 
     # ------------------------------------------------------------------------------- inference
     @torch.no_grad()
@@ -415,10 +471,10 @@ def blend(
         ``(B, K+1, S, H)`` per-scale sample paths.
     weights : Tensor
         ``(K+1,)`` mixing weights summing to one.
-    mixing : {"blend", "mixture", "finest"}
+    mixing : {"blend", "mixture"}
         ``"blend"``: the paper's sample-by-sample weighted sum; ``"mixture"``: each sample path
         is taken whole from scale k with probability ``w_k`` (a true mixture, wider and better
-        calibrated intervals); ``"finest"``: weights are one-hot on scale 0.
+        calibrated intervals).
 
     Returns
     -------

@@ -5,8 +5,11 @@ RevIN and has no forecasting head from pre-training.  Scale ``k`` gets ``seq_len
 steps (the pooled context, left-padded and masked), its own RevIN statistics, the frozen patch
 embedding with positions restarting at 0, and its own adapter; all scales run through one
 encoder pass with a block-diagonal mask, and each scale has a linear forecasting head
-(flattened tokens -> ``H_k`` steps).  The loss is the weighted MSE against the pooled targets in
-each scale's RevIN-normalised units, so series of any magnitude weigh the same.
+(flattened tokens -> ``H_k`` steps).  Each scale's loss is the MSE against its pooled target in
+that scale's own RevIN units: its forecast error relative to its own spread, so neither series
+of a larger magnitude nor finer scales (whose spread pooling has not shrunk) weigh more.  The
+combined forecast is a weighted mean (MOMENT has no predictive distribution), so the
+validation criterion of :mod:`msft_forecast.msft.mixing` is its MSE.
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.modules import (
-    CrossScaleAggregator,
-    ScaleAdapters,
-    ScaleContext,
-    ScaleLoRA,
+from msft_forecast.msft.mixing import (
+    CombinationStatistics,
     ScaleMixing,
+    squared_error_statistics,
 )
+from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
@@ -110,7 +112,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
                 block.aggregator = CrossScaleAggregator(
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
-        self.scale_logits = nn.Parameter(torch.zeros(spec.num_scales))
+        self.scale_logits = self._init_scale_logits()
         position = torch.cat([torch.arange(s.num_context) for s in self.layout.spans]).unsqueeze(0)
         self.register_buffer("position_ids", position, persistent=False)
         self.set_trainable()
@@ -125,7 +127,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         self.heads.requires_grad_(True)
         for module in self.msft_modules():
             module.requires_grad_(True)
-        self.scale_logits.requires_grad_(self.spec.num_scales > 1 and self.spec.mixing != "finest")
+        self.scale_logits.requires_grad_(self.stores_weights)
 
     def msft_modules(self) -> list[nn.Module]:
         mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]
@@ -179,6 +181,16 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
             preds.append(head(hidden[:, span.tokens].flatten(1)))
         return preds, stats, scales
 
+    def _scale_losses(self, preds, stats, scales) -> Tensor:
+        """``(K+1,)`` MSE of every scale against its pooled target, in its own RevIN units."""
+        losses = []
+        for pred, st, scale in zip(preds, stats, scales, strict=True):
+            target = (scale.horizon.values - st.mean) / st.stdev
+            mask = scale.horizon.observed
+            err = torch.where(mask, (pred[:, : target.shape[-1]] - target) ** 2, 0.0)
+            losses.append(err.sum() / mask.sum().clamp(min=1))
+        return torch.stack(losses)
+
     def loss(
         self,
         context: Tensor,
@@ -187,18 +199,56 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         horizon_observed: Tensor,
         available: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Weighted per-scale MSE against pooled targets in RevIN units."""
+        """Training loss from the per-scale MSEs in RevIN units; returns (loss, per-scale).
+
+        ``scale_weighting="learned"`` adds the MSE of the combined forecast (the weighted mean of
+        the upsampled per-scale forecasts, detached) in scale-0 units, through which only the
+        weights learn.
+        """
         preds, stats, scales = self._predict_normalised(
             context, context_observed, horizon, horizon_observed
         )
-        losses = []
-        for pred, st, scale in zip(preds, stats, scales, strict=True):
-            target = (scale.horizon.values - st.mean) / st.stdev
-            mask = scale.horizon.observed
-            err = torch.where(mask, (pred[:, : target.shape[-1]] - target) ** 2, 0.0)
-            losses.append(err.sum() / mask.sum().clamp(min=1))
-        losses_t = torch.stack(losses)
-        return self.weighted_loss(losses_t), losses_t.detach()
+        losses = self._scale_losses(preds, stats, scales)
+        loss = self.weighted_loss(losses)
+        if self.spec.num_scales > 1 and self.spec.scale_weighting == "learned":
+            means = self._upsampled_means(preds, stats, horizon.shape[-1]).detach()
+            combined = torch.einsum("k,bkh->bh", self.scale_weights(), means)
+            err = (combined - horizon) / stats[0].stdev
+            loss = loss + torch.where(horizon_observed, err**2, 0.0).sum() / (
+                horizon_observed.sum().clamp(min=1)
+            )
+        return loss, losses.detach()
+
+    def _upsampled_means(self, preds, stats, horizon_length: int) -> Tensor:
+        """``(B, K+1, H)`` every scale's forecast in data units at the original resolution."""
+        means = []
+        for span, pred, st in zip(self.layout.spans, preds, stats, strict=True):
+            values = self.backbone.denormalize(pred.float(), st)
+            means.append(upsample_horizon(values, span.level, horizon_length))
+        return torch.stack(means, 1)
+
+    @torch.no_grad()
+    def validation_scores(
+        self,
+        context: Tensor,
+        context_observed: Tensor,
+        horizon: Tensor,
+        horizon_observed: Tensor,
+        available: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        num_samples: int = 16,
+    ) -> tuple[Tensor, CombinationStatistics]:
+        """Per-scale losses and the squared-error statistics of the combined forecast at the
+        original resolution, in units of each window's scale-0 RevIN spread (``generator`` and
+        ``num_samples`` are accepted for the common interface)."""
+        preds, stats, scales = self._predict_normalised(
+            context, context_observed, horizon, horizon_observed
+        )
+        losses = self._scale_losses(preds, stats, scales)
+        means = self._upsampled_means(preds, stats, horizon.shape[-1])
+        unit = stats[0].stdev.reshape(-1)
+        return losses, squared_error_statistics(means, horizon, horizon_observed, unit)
 
     @torch.no_grad()
     def forecast(
@@ -225,11 +275,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         preds, stats, _ = self._predict_normalised(
             context, context_observed, horizon, torch.zeros_like(horizon, dtype=torch.bool)
         )
-        means = []
-        for span, pred, st in zip(self.layout.spans, preds, stats, strict=True):
-            values = self.backbone.denormalize(pred.float(), st)
-            means.append(upsample_horizon(values, span.level, horizon_length))
-        scale_means = torch.stack(means, 1)
+        scale_means = self._upsampled_means(preds, stats, horizon_length)
         w = self.mixing_weights().to(scale_means.dtype)
         return {
             "mean": torch.einsum("k,bkh->bh", w, scale_means),

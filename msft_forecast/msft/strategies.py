@@ -15,19 +15,26 @@ strategy           scales  adapters  LoRA   aggregator  head   backbone
 =================  ======  ========  =====  ==========  =====  ========
 
 The ablations of the paper are switches on ``"msft"``: ``aggregator=False``,
-``shared_lora=True``, ``mixing="finest"`` (train on all scales, forecast with scale 0 only) and
-``num_scales=1``.
+``shared_lora=True``, ``scale_weighting="finest"`` (train on all scales, forecast with scale 0
+only) and ``num_scales=1``.
+
+How the scales' forecasts are weighted (``scale_weighting``, :data:`SCALE_WEIGHTINGS`) is a
+separate choice from how their samples are combined (``mixing``, :data:`MIXING_MODES`); see
+:mod:`msft_forecast.msft.mixing`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 FitStrategy = Literal["msft", "lora", "full", "linear-probe", "zero-shot"]
 FIT_STRATEGIES: tuple[str, ...] = ("msft", "lora", "full", "linear-probe", "zero-shot")
-MixingMode = Literal["blend", "mixture", "finest"]
-MIXING_MODES: tuple[str, ...] = ("blend", "mixture", "finest")
+MixingMode = Literal["blend", "mixture"]
+MIXING_MODES: tuple[str, ...] = ("blend", "mixture")
+ScaleWeighting = Literal["validation", "learned", "paper", "uniform", "finest"]
+SCALE_WEIGHTINGS: tuple[str, ...] = ("validation", "learned", "paper", "uniform", "finest")
 LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "out", "ffn")
 
 
@@ -53,8 +60,13 @@ class StrategySpec:
         Cross-scale aggregator in every layer.
     aggregator_rank : int or None
         Rank of the aggregator maps (None: full ``d x d``).
-    mixing : {"blend", "mixture", "finest"}
-        How the per-scale forecasts are combined at inference.
+    mixing : {"blend", "mixture"}
+        How the per-scale sample paths are combined at inference.
+    scale_weighting : {"validation", "learned", "paper", "uniform", "finest"}
+        Where the inference weights of the scales come from (see
+        :mod:`msft_forecast.msft.mixing`).
+    scale_weight_prior : float
+        Initial logit of scale 0 (``"paper"``: the authors' prior; 0 is uniform).
     train_head : bool
         Train the output head (Moirai's distribution projection; MOMENT's forecasting head).
     train_backbone : bool
@@ -72,7 +84,9 @@ class StrategySpec:
     shared_lora: bool = False
     aggregator: bool = False
     aggregator_rank: int | None = 64
-    mixing: MixingMode = "blend"
+    mixing: MixingMode = "mixture"
+    scale_weighting: ScaleWeighting = "validation"
+    scale_weight_prior: float = 0.0
     train_head: bool = True
     train_backbone: bool = False
     trains: bool = True
@@ -88,7 +102,9 @@ def resolve_strategy(
     shared_lora: bool = False,
     aggregator: bool = True,
     aggregator_rank: int | None = 64,
-    mixing: str = "blend",
+    mixing: str = "mixture",
+    scale_weighting: str = "validation",
+    scale_weight_prior: float = 0.0,
     train_head: bool = True,
 ) -> StrategySpec:
     """Turn user settings into a :class:`StrategySpec`, validating every value.
@@ -106,6 +122,12 @@ def resolve_strategy(
         raise ValueError(f"fit_strategy must be one of {FIT_STRATEGIES}, got {fit_strategy!r}.")
     if mixing not in MIXING_MODES:
         raise ValueError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}.")
+    if scale_weighting not in SCALE_WEIGHTINGS:
+        raise ValueError(
+            f"scale_weighting must be one of {SCALE_WEIGHTINGS}, got {scale_weighting!r}."
+        )
+    if not math.isfinite(float(scale_weight_prior)):
+        raise ValueError(f"scale_weight_prior must be a finite number, got {scale_weight_prior!r}.")
     if not isinstance(num_scales, int) or num_scales < 1:
         raise ValueError(
             f"num_scales must be an integer >= 1 (1 = no extra scale), got {num_scales!r}."
@@ -128,7 +150,9 @@ def resolve_strategy(
             shared_lora=shared_lora,
             aggregator=aggregator and num_scales > 1,
             aggregator_rank=aggregator_rank,
-            mixing=mixing if num_scales > 1 else "blend",
+            mixing=mixing,
+            scale_weighting=scale_weighting if num_scales > 1 else "finest",
+            scale_weight_prior=float(scale_weight_prior),
             train_head=train_head,
             **lora,
         )

@@ -17,7 +17,11 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from msft_forecast.msft.mixing import CombinationStatistics
 from msft_forecast.training.windows import WindowDataset
+
+#: Seed of the validation sample paths (plus the batch index).
+VALIDATION_SEED = 20_250_614
 
 _NO_DECAY_HINTS = ("norm", "bias", "embedding", "mask_encoding", "scale_logits")
 
@@ -50,13 +54,17 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class FineTuneModule(L.LightningModule):
-    """Wraps a multi-scale model: the step computes its weighted per-scale loss.
+    """Wraps a multi-scale model: a training step computes its loss over the scales; a
+    validation pass scores the combined forecast (``val_loss``, see
+    :mod:`msft_forecast.msft.mixing`) and, for ``scale_weighting="validation"``, fits the
+    inference weights.
 
     Parameters
     ----------
     model : nn.Module
-        A ``MultiScaleMoirai`` or ``MultiScaleMoment`` (anything with ``loss(**batch)``
-        returning ``(loss, per_scale_losses)`` and ``scale_weights()``).
+        A ``MultiScaleMoirai`` or ``MultiScaleMoment``: ``loss(**batch)`` returning
+        ``(loss, per_scale_losses)``, ``validation_scores(**batch, generator=...)`` returning
+        ``(per_scale_losses, CombinationStatistics)``, and the ``ScaleMixing`` methods.
     learning_rate, scale_weight_lr, weight_decay : float
         AdamW settings (betas 0.9, 0.98 as in the paper).
     """
@@ -76,6 +84,7 @@ class FineTuneModule(L.LightningModule):
         # checkpoints hold the trainable tensors only (the frozen backbone is loaded from its
         # own files), so loading one must not ask for the frozen ones
         self.strict_loading = False
+        self._val_stats: CombinationStatistics | None = None
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Only the trainable tensors (what a resumable checkpoint needs)."""
@@ -106,16 +115,39 @@ class FineTuneModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         if per_scale.numel() > 1:
             self._log_scales("train", per_scale, on_step=True)
-            for k, w in enumerate(self.model.scale_weights()):
+            for k, w in enumerate(self.model.mixing_weights()):
                 self.log(f"scale_weight{k}", w, on_step=True, on_epoch=False)
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_stats = None
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, per_scale = self.model.loss(**batch)
-        size = batch["context"].shape[0]
-        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=size, sync_dist=True)
+        # the same sample paths at every validation pass (common random numbers: checkpoints
+        # are compared on equal terms), independent of the training stream (resume-exact)
+        generator = torch.Generator(device=batch["context"].device)
+        generator.manual_seed(VALIDATION_SEED + batch_idx)
+        per_scale, stats = self.model.validation_scores(**batch, generator=generator)
+        self._val_stats = stats if self._val_stats is None else self._val_stats + stats
         if per_scale.numel() > 1:
             self._log_scales("val", per_scale, on_step=False)
+
+    def on_validation_epoch_end(self) -> None:
+        """The combined forecast's validation loss (``val_loss``), after fitting the inference
+        weights to this pass when the model's weighting says so."""
+        stats = self._val_stats
+        if stats is None:
+            return
+        reduce = self.trainer.strategy.reduce
+        stats = CombinationStatistics(
+            reduce(stats.linear, reduce_op="sum"),
+            reduce(stats.quadratic, reduce_op="sum"),
+            reduce(stats.count, reduce_op="sum"),
+        )
+        if self.model.fits_weights_on_validation:
+            self.model.fit_mixing_weights(stats)
+        weights = self.model.mixing_weights().detach().double()
+        self.log("val_loss", stats.loss(weights.cpu().numpy()), prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = parameter_groups(
@@ -261,7 +293,7 @@ class TrainingHistory(Callback):
         if trainer.sanity_checking or value is None:
             return
         self.val_loss.append((trainer.global_step, float(value)))
-        weights = pl_module.model.scale_weights().detach().cpu().tolist()
+        weights = pl_module.model.mixing_weights().detach().cpu().tolist()
         self.scale_weights.append((trainer.global_step, weights))
 
     def as_dict(self) -> dict[str, list]:

@@ -264,11 +264,15 @@ def run_one(
     num_samples: int = 100,
     label: str | None = None,
     sampling: tuple[str, ...] = ("mixture",),
+    rescore_weights: tuple[str, ...] = (),
 ) -> list[RunResult]:
     """Fine-tune with ``settings`` on the train+validation splits and score on the test split.
 
     Returns one result per entry of ``sampling`` (the same fitted model, its scales' forecasts
-    combined by each mode) for a multi-scale Moirai model, else one result.
+    combined by each mode) for a multi-scale model, else one result; plus, for a multi-scale
+    model, one result per entry of ``rescore_weights`` (``"uniform"``, ``"finest"``, ...): the
+    same fit forecasting with those inference weights instead of its own (first sampling
+    mode), labelled ``"<label>@<weighting>"``.
     """
     horizon = int(settings.prediction_length)
     w = scoring_windows(ds, horizon, stride, channels)
@@ -282,12 +286,17 @@ def run_one(
     model = engine.model_
     spec = getattr(model, "spec", None)
     multi_scale = spec is not None and spec.num_scales > 1 and spec.scale_weighting != "finest"
-    modes = [m for m in sampling if multi_scale and hasattr(model, "mixing_weights")] or [None]
+    modes: list[tuple[str | None, str | None]] = [(None, None)]
+    if multi_scale and hasattr(model, "mixing_weights"):
+        modes = [(m, None) for m in sampling]
+        modes += [(sampling[0], wt) for wt in rescore_weights if wt != spec.scale_weighting]
     report = engine.report_
     results = []
-    for mode in modes:
+    for mode, weighting in modes:
         if mode is not None:
-            model.spec = dataclasses.replace(spec, mixing=mode)
+            model.spec = dataclasses.replace(
+                spec, mixing=mode, scale_weighting=weighting or spec.scale_weighting
+            )
         try:
             means, samples = [], []
             for j in w.picked:
@@ -302,10 +311,11 @@ def run_one(
                 model.spec = spec
         mean, samp = np.concatenate(means), np.concatenate(samples)
         metrics = score(samp[w.ok], mean[w.ok], w.truth[w.ok])
+        name = label or settings.fit_strategy
         results.append(
             RunResult(
                 dataset=ds.name,
-                strategy=label or settings.fit_strategy,
+                strategy=name if weighting is None else f"{name}@{weighting}",
                 horizon=horizon,
                 seed=int(settings.random_state or 0),
                 settings=settings.to_json(),
@@ -609,6 +619,14 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         help="how MSFT combines its scales' samples; several: scored on the same fit",
     )
     parser.add_argument(
+        "--rescore-weights",
+        nargs="*",
+        default=[],
+        choices=["validation", "learned", "paper", "uniform", "finest"],
+        help="also score each multi-scale fit with these inference weights instead of its own "
+        "(same fit; labelled MODEL@WEIGHTING)",
+    )
+    parser.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -670,6 +688,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         results.extend(new)
         for line in markdown_table(new).splitlines()[2:]:
             print(line, flush=True)
+        if args.json:  # after every fit: an interrupted run keeps what it measured
+            save(results, args.json, {**env, "argv": vars(args), "complete": False})
 
     for name in args.datasets:
         ds = load_lsf(name, args.root, download=args.download, verify=not args.no_verify)
@@ -724,12 +744,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                         num_samples=args.num_samples,
                         label=strategy,
                         sampling=tuple(args.sampling),
+                        rescore_weights=tuple(args.rescore_weights),
                     )
                 )
     print()
     print(markdown_table(results))
     if args.json:
-        save(results, args.json, {**env, "argv": vars(args)})
+        save(results, args.json, {**env, "argv": vars(args), "complete": True})
     if args.markdown:
         command = "python -m msft_forecast.benchmarks.lsf " + " ".join(
             argv if argv is not None else sys.argv[1:]

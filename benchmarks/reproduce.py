@@ -11,6 +11,13 @@ the machine, torch version, commit, settings and the exact command that made it.
 
 Sections:
 
+``scale_weighting_h96``
+    the proof of issue 13 (scale weights that mean something, calibrated intervals): all five
+    LSF datasets, horizon 96, three seeds, at least 500 test windows per dataset (stride 24 on
+    ETTh, 96 on ETTm, 144 on Weather): zero-shot, linear-probe, LoRA, full, MSFT (default:
+    weights fitted on validation windows, mixture sampling; also scored with the paper's blend
+    and, same fit, with uniform and finest-only weights) and MSFT with the paper's in-loss
+    weights. ``--jobs`` splits the datasets over single-threaded processes.
 ``foundation_h96``
     all five LSF datasets, horizon 96: the bundled backbone zero-shot and fine-tuned with
     linear-probe, lora, full and msft (blend and mixture sampling).
@@ -55,7 +62,13 @@ STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
 PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
 BASELINES = ["last-value", "seasonal-naive", "theta"]
 ABLATIONS = ["msft", "msft-no-aggregator", "msft-shared-lora", "msft-no-mixing", "msft-k0"]
+WEIGHTING_MODELS = ["zero-shot", "linear-probe", "lora", "full", "msft", "msft-paper"]
+#: Test-window strides giving at least 500 windows per dataset at horizon 96.
+WEIGHTING_STRIDES = ["24", "ETTm1=96", "ETTm2=96", "Weather=144"]
+#: Dataset groups of the parallel jobs (Weather, with 21 channels, weighs about two ETT sets).
+WEIGHTING_GROUPS = [["ETTh1", "ETTm1", "ETTh2"], ["Weather", "ETTm2"]]
 SECTIONS = (
+    "scale_weighting_h96",
     "foundation_h96",
     "peers_h96",
     "headline",
@@ -111,10 +124,118 @@ def script_args(section: str, smoke: bool) -> list[str]:
     return ["--contexts", "256", "512", "1024", "2048", "--threads", "2"]
 
 
-def run_section(section: str, out_dir: Path, root: str, smoke: bool, verify: bool) -> Path:
+def weighting_args(smoke: bool) -> list[str]:
+    """Arguments of every job of ``scale_weighting_h96`` (datasets added per job)."""
+    budget = ["--stride", *WEIGHTING_STRIDES, "--max-steps", "200", "--val-check-interval", "25"]
+    seeds = ["0", "1", "2"]
+    if smoke:
+        seeds = ["0"]
+        budget = [
+            "--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
+            "--context", "96", "--horizon", "24", "--num-samples", "10", "--channels", "OT",
+        ]  # fmt: skip
+    return [
+        "--strategies", *WEIGHTING_MODELS, "--seeds", *seeds, "--sampling", "mixture", "blend",
+        "--rescore-weights", "uniform", "finest", *budget,
+    ]  # fmt: skip
+
+
+def run_weighting_section(
+    md: Path, root: str, smoke: bool, verify: bool, jobs: int, datasets: list[str] | None = None
+) -> None:
+    # jobs > 2 uses the two groups of WEIGHTING_GROUPS (2 cores here)
+    """Run ``scale_weighting_h96`` as ``jobs`` single-threaded processes, merge, write tables.
+
+    Two single-threaded processes use two cores better than one two-threaded process (the
+    threads of one small model wait on each other); every job's header and command are kept.
+    """
+    if smoke:
+        groups = [["ETTh1"]]
+    elif datasets:
+        groups = [datasets]
+    elif jobs == 1:
+        groups = [[d for g in WEIGHTING_GROUPS for d in g]]
+    else:
+        groups = WEIGHTING_GROUPS
+    procs, parts = [], []
+    for i, group in enumerate(groups):
+        part = md.with_name(f"{md.stem}.part{i}")
+        argv = ["--root", root, "--datasets", *group, *weighting_args(smoke)]
+        argv += [] if verify else ["--no-verify"]
+        argv += ["--json", str(part) + ".json", "--markdown", str(part) + ".md"]
+        cmd = [sys.executable, "-m", "msft_forecast.benchmarks.lsf", *argv]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env))
+        parts.append(part)
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("a scale_weighting_h96 job failed; see its output above")
+    merge_weighting_parts(md, parts)
+
+
+def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
+    """Merge the jobs' JSON into ``<section>.json`` and write the section's Markdown."""
+    import json
+
+    from msft_forecast.benchmarks.lsf import (
+        load_results,
+        markdown_table,
+        paired_table,
+        save,
+        summary_table,
+        weights_table,
+    )
+
+    results, headers = [], []
+    for part in parts:
+        results += load_results(str(part) + ".json")
+        text = Path(str(part) + ".md").read_text(encoding="utf-8")
+        headers.append("\n".join(text.splitlines()[:3]))
+        env = json.loads(Path(str(part) + ".json").read_text(encoding="utf-8"))["environment"]
+    save(results, md.with_suffix(".json"), {**env, "parts": [str(p.name) for p in parts]})
+    windows = {r.dataset: r.windows for r in results}
+    blocks = [
+        f"Made by `python benchmarks/reproduce.py --sections {md.stem}`: {len(parts)} "
+        "single-threaded job(s) at the same time, each with the header below (machine, load at "
+        "its start, commit, settings, command):",
+        "\n\n".join(headers),
+        "Test windows (series x origins) per dataset: "
+        + ", ".join(f"{d} {n}" for d, n in windows.items())
+        + ". `msft` is the default (weights fitted on validation windows, mixture sampling); "
+        "`(blend)` the same fit with the paper's sample-wise blend; `msft@uniform` and "
+        "`msft@finest` the same fit forecasting with uniform weights or scale 0 alone; "
+        "`msft-paper` the paper's in-loss weights (its own fit). Mean ± std over seeds.",
+        "MSE (of the mean forecast):\n\n" + summary_table(results, "mse"),
+        "MAE (of the median):\n\n" + summary_table(results, "mae"),
+        "CRPS:\n\n" + summary_table(results, "crps"),
+        "Coverage of the 80% interval (target 0.80):\n\n" + summary_table(results, "coverage80"),
+        "MSFT (default) against the others, seed by seed:\n\n"
+        + paired_table(
+            results,
+            "msft",
+            (
+                "zero-shot",
+                "lora",
+                "full",
+                "linear-probe",
+                "msft-paper",
+                "msft@uniform",
+                "msft@finest",
+            ),
+        ),  # fmt: skip
+        "Scale weights used at inference:\n\n" + weights_table(results, ("msft", "msft-paper")),
+        "Every run:\n\n" + markdown_table(results),
+    ]
+    md.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+
+
+def run_section(
+    section: str, out_dir: Path, root: str, smoke: bool, verify: bool, jobs: int = 2
+) -> Path:
     """Run one section; returns the Markdown file it wrote."""
     md = out_dir / f"{section}.md"
-    if section in ACCURACY_SECTIONS:
+    if section == "scale_weighting_h96":
+        run_weighting_section(md, root, smoke, verify, jobs)
+    elif section in ACCURACY_SECTIONS:
         from msft_forecast.benchmarks.lsf import main as lsf_main
 
         argv = ["--root", root, *lsf_args(section, smoke)]
@@ -205,6 +326,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny budget (CI)")
     parser.add_argument("--no-verify", action="store_true", help="skip dataset checksums")
     parser.add_argument(
+        "--jobs", type=int, default=2, help="parallel processes of scale_weighting_h96"
+    )
+    parser.add_argument(
+        "--merge-only",
+        action="store_true",
+        help="scale_weighting_h96: merge the jobs' existing part files, run nothing",
+    )
+    parser.add_argument(
         "--splice-only",
         action="store_true",
         help="run nothing: put the sections' existing Markdown from --out-dir into the page",
@@ -221,8 +350,12 @@ def main(argv: list[str] | None = None) -> None:
             if not md.is_file():
                 print(f"   (no {md}; run this section first)")
                 continue
+        elif args.merge_only and section == "scale_weighting_h96":
+            md = out_dir / f"{section}.md"
+            parts = sorted(out_dir.glob(f"{section}.part*.json"))
+            merge_weighting_parts(md, [p.with_suffix("") for p in parts])
         else:
-            md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify)
+            md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify, args.jobs)
         if not splice(Path(args.page), section, md.read_text(encoding="utf-8")):
             print(f"   ({args.page} has no markers for {section}; table left in {md})")
 

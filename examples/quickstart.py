@@ -3,7 +3,7 @@
 The series is the weekly Mauna Loa CO2 record that ships inside statsmodels (2284 weeks, 59 of
 them missing). The last two years are held out: the script fine-tunes the bundled pre-trained
 ``moirai-tiny`` backbone with MSFT on everything before them, prints point forecasts with 80%
-intervals and the learned scale weights, compares MSE and interval coverage against the
+intervals and the scale weights, compares MSE and interval coverage against the
 zero-shot backbone on the held-out weeks, and writes ``quickstart_forecast.png``.
 
 Run: ``python examples/quickstart.py`` (after ``bash scripts/setup_env.sh``).
@@ -50,7 +50,7 @@ def main() -> None:
     print(f"MSFT fine-tuning took {fit_s:.0f} s; first 8 forecast weeks:")
     print(table.head(8).round(2).to_string())
     weights = msft.engine_.scale_weights
-    print("\nlearned scale weights (original, /2, /4, /8):", np.round(weights, 3).tolist())
+    print("\nscale weights (original, /2, /4, /8):", np.round(weights, 3).tolist())
 
     def scores(f: MSFTForecaster) -> tuple[float, float]:
         p = f.predict()

@@ -59,7 +59,7 @@ class MSFTModel(GlobalForecastingModel):
     ``fit`` fine-tunes once on one or many series (channel-independent: every component of
     every series is its own training series); ``predict``, ``historical_forecasts``,
     ``backtest`` and ``residuals`` then forecast any series without further training.
-    Forecasts are probabilistic: ``num_samples=1`` gives the mean of the blended multi-scale
+    Forecasts are probabilistic: ``num_samples=1`` gives the mean of the combined multi-scale
     predictive distribution, ``num_samples > 1`` its sample paths, and
     ``predict_likelihood_parameters=True`` the ``quantiles`` as components.
 

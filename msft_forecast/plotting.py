@@ -32,7 +32,7 @@ def plot_forecast(
     title: str | None = None,
     ax=None,
 ):
-    """Plot history, the blended forecast, its interval and (optionally) each scale's forecast.
+    """Plot history, the combined forecast, its interval and (optionally) each scale's forecast.
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ def plot_forecast(
 
 @dataclass
 class ScaleForecast:
-    """One series' forecast laid out for plotting: blend, interval and every scale.
+    """One series' forecast laid out for plotting: combined mean, interval and every scale.
 
     Attributes
     ----------
@@ -247,7 +247,7 @@ def plot_scales(
     """Plot a fitted model's forecast of ``y``: history, forecast, interval, every scale.
 
     Each scale's forecast (dotted, thicker for a larger weight) is labelled with its
-    resolution and mixing weight; the blended mean is the forecast ``predict`` returns.
+    resolution and weight; the weighted mean is the forecast ``predict`` returns.
 
     Parameters
     ----------

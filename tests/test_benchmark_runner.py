@@ -78,6 +78,22 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
             assert r["trainable_parameters"] > 0 and 1 <= r["steps"] <= 2
     samplings = {r["sampling"] for r in results if r["strategy"] == "msft"}
     assert samplings == {"blend", "mixture"}
+
+    weighting = json.loads((out / "scale_weighting_h96.json").read_text())["results"]
+    labels = {(r["strategy"], r["sampling"]) for r in weighting}
+    expected_labels = {
+        ("msft", "mixture"),
+        ("msft", "blend"),
+        ("msft@uniform", "mixture"),
+        ("msft@finest", "mixture"),
+        ("msft-paper", "mixture"),
+        ("lora", "-"),
+    }
+    assert expected_labels <= labels
+    section = (out / "scale_weighting_h96.md").read_text()
+    for heading in ("MSE (of the mean forecast)", "Coverage of the 80% interval", "seed by seed",
+                    "Scale weights used at inference"):  # fmt: skip
+        assert heading in section
     blend, mixture = (
         next(r for r in results if r["strategy"] == "msft" and r["sampling"] == s)
         for s in ("blend", "mixture")
@@ -107,7 +123,11 @@ def test_runner_rejects_unknown_model_with_the_choices(capsys: pytest.CaptureFix
 
 def test_resolve_model_maps_ablations_to_msft_settings() -> None:
     assert lsf.resolve_model("msft-k0") == ("engine", "msft", {"num_scales": 1})
-    assert lsf.resolve_model("msft-no-mixing") == ("engine", "msft", {"mixing": "finest"})
+    assert lsf.resolve_model("msft-no-mixing") == (
+        "engine",
+        "msft",
+        {"scale_weighting": "finest"},
+    )
     assert lsf.resolve_model("patchtst")[0] == "peer"
     assert lsf.resolve_model("theta")[0] == "baseline"
 
@@ -123,14 +143,14 @@ def _result(dataset: str, strategy: str, mse: float, seed: int = 0, sampling: st
 
 def test_summary_table_averages_seeds_and_marks_the_best() -> None:
     results = [
-        _result("ETTh1", "msft", 0.30, seed=0, sampling="blend"),
-        _result("ETTh1", "msft", 0.40, seed=1, sampling="blend"),
-        _result("ETTh1", "msft", 0.35, seed=0, sampling="mixture"),
+        _result("ETTh1", "msft", 0.30, seed=0, sampling="mixture"),
+        _result("ETTh1", "msft", 0.40, seed=1, sampling="mixture"),
+        _result("ETTh1", "msft", 0.35, seed=0, sampling="blend"),
         _result("ETTh1", "dlinear", 0.36),
         _result("ETTm1", "dlinear", 0.20),
     ]
     table = lsf.summary_table(results, "mae").splitlines()
-    assert table[0] == "| dataset | msft | msft (mixture) | dlinear |"
+    assert table[0] == "| dataset | msft | msft (blend) | dlinear |"
     assert table[2] == "| ETTh1 | **0.3500 ± 0.0500** | **0.3500** | 0.3600 |"
     assert table[3] == "| ETTm1 | - | - | **0.2000** |"
     # the MSE does not depend on the sampling: one column per fitted model

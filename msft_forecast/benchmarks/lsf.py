@@ -508,6 +508,58 @@ def sampling_table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def weights_table(results: list[RunResult], strategies: tuple[str, ...]) -> str:
+    """Inference weights of the scales (finest first), mean ± std over seeds, per dataset."""
+    lines = ["| dataset | model | weights (finest first) | seeds |", "|---|---|---|---|"]
+    for dataset in dict.fromkeys(r.dataset for r in results):
+        for name in strategies:
+            rows = [
+                r.scale_weights
+                for r in results
+                if r.dataset == dataset and r.strategy == name and r.sampling != "blend"
+            ]
+            if not rows:
+                continue
+            w = np.asarray(rows)
+            cells = ", ".join(
+                f"{m:.2f} ± {d:.2f}" for m, d in zip(w.mean(0), w.std(0), strict=True)
+            )
+            lines.append(f"| {dataset} | {name} | {cells} | {len(rows)} |")
+    return "\n".join(lines)
+
+
+def paired_table(results: list[RunResult], model: str, others: tuple[str, ...]) -> str:
+    """``model`` against each of ``others`` seed by seed (same seed, same windows): the mean
+    relative MSE difference, its spread over seeds, and whether it lies within that spread."""
+    mse = {(r.dataset, r.strategy, r.seed): r.mse for r in results if r.sampling != "blend"}
+    lines = [
+        "| dataset | vs | MSE change (mean ± std over seeds) | seeds | better in | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset in dict.fromkeys(r.dataset for r in results):
+        for other in others:
+            seeds = sorted(
+                sd
+                for (d, m, sd) in mse
+                if d == dataset and m == model
+                if (dataset, other, sd) in mse
+            )
+            if not seeds:
+                continue
+            rel = np.array([mse[dataset, model, sd] / mse[dataset, other, sd] - 1 for sd in seeds])
+            mean, std = float(rel.mean()), float(rel.std(ddof=1)) if len(rel) > 1 else 0.0
+            wins = int((rel < 0).sum())
+            if len(rel) > 1 and abs(mean) <= std:
+                verdict = "within noise"
+            else:
+                verdict = "better" if mean < 0 else "worse"
+            lines.append(
+                f"| {dataset} | {other} | {100 * mean:+.1f}% ± {100 * std:.1f}% | {len(seeds)} | "
+                f"{wins}/{len(seeds)} seeds | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
 def load_results(path: str | Path) -> list[RunResult]:
     """Results written by ``--json``."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))

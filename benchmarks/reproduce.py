@@ -185,6 +185,8 @@ def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
         weights_table,
     )
 
+    if not parts:
+        raise SystemExit(f"no {md.stem}.part*.json next to {md}: run the section first")
     results, headers = [], []
     for part in parts:
         results += load_results(str(part) + ".json")

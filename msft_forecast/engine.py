@@ -178,7 +178,10 @@ class MSFTSettings:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MSFTSettings:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        # saved before scale_weighting existed: the weights were the in-loss ones ("paper")
+        values.setdefault("scale_weighting", "paper")
+        return cls(**values)
 
 
 @dataclass

@@ -125,7 +125,7 @@ def test_training_leaves_frozen_tensors_bit_identical(tiny_moirai_dir, seasonal_
     # the fitted model's own backbone tensors are the shared frozen ones, except its head copy
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(
-        n.startswith(("backbone.param_proj", "adapters", "scale_logits"))
+        n.startswith(("backbone.param_proj", "adapters", "scale_logits", "mixing_logits"))
         or ".lora." in n
         or ".aggregator." in n
         for n in trainable

@@ -79,18 +79,33 @@ def test_a_scale_cannot_win_weight_by_having_a_smaller_spread(tiny_moirai_dir):
     torch.testing.assert_close(weight_grad(wide), weight_grad(base), rtol=1e-3, atol=1e-4)
 
 
-def test_uniform_training_weights_except_paper(tiny_moirai_dir):
+def test_training_weights_are_in_loss_for_validation_and_paper_else_uniform(tiny_moirai_dir):
     losses = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    for weighting in ("validation", "learned", "uniform", "finest"):
+    for weighting in ("learned", "uniform", "finest"):
         model = _model(tiny_moirai_dir, weighting)
         with torch.no_grad():
             model.scale_logits.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
         assert float(model.weighted_loss(losses).detach()) == pytest.approx(2.5)
-    paper = _model(tiny_moirai_dir, "paper")
-    with torch.no_grad():
-        paper.scale_logits.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
-    expected = float((torch.softmax(paper.scale_logits, 0) * losses).sum())
-    assert float(paper.weighted_loss(losses).detach()) == pytest.approx(expected)
+    for weighting in ("validation", "paper"):
+        model = _model(tiny_moirai_dir, weighting)
+        with torch.no_grad():
+            model.scale_logits.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+        expected = float((torch.softmax(model.scale_logits, 0) * losses).sum())
+        assert float(model.weighted_loss(losses).detach()) == pytest.approx(expected)
+
+
+def test_fitted_inference_weights_are_kept_apart_from_the_training_weights(tiny_moirai_dir):
+    model = _model(tiny_moirai_dir, "validation")
+    model.set_mixing_weights(np.array([0.7, 0.3, 0.0, 0.0]))
+    weights = model.mixing_weights().detach().numpy()
+    np.testing.assert_allclose(weights, [0.7, 0.3, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(model.scale_weights().detach().numpy(), 0.25)
+    # the fitted weights are kept with the trainable tensors but never move in training
+    assert model.mixing_logits.requires_grad
+    loss = model.weighted_loss(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    loss.backward()
+    assert float(model.mixing_logits.grad.abs().max()) == 0.0
+    assert float(model.scale_logits.grad.abs().max()) > 0.0
 
 
 def test_paper_prior_puts_almost_all_initial_weight_on_scale_0(tiny_moirai_dir):

@@ -1,14 +1,20 @@
 """Weighting the scales: training weights, inference weights and the validation criterion.
 
 Each scale of an MSFT model forecasts the window's future at its own resolution; the forecast
-at the original resolution combines them with weights ``w`` on the simplex (METHOD §5). Two
-questions are kept apart:
+at the original resolution combines them with weights ``w`` on the simplex (METHOD §5). Three
+things are kept apart:
 
-* **training weights** - how the per-scale losses are summed. Each ``L_k`` is in that scale's
-  own normalised units (Moirai: the NLL of the standardised target; MOMENT: the MSE in RevIN
-  units), so a coarse scale cannot look better merely because pooling shrank its spread.
-  Except for ``"paper"``, every scale trains with the same weight ``1 / (K+1)``: no scale's
-  training is starved by the inference weights.
+* **per-scale losses** - each ``L_k`` is in that scale's own normalised units (Moirai: the NLL
+  of the standardised target; MOMENT: the MSE in RevIN units), so a coarse scale cannot look
+  better merely because pooling shrank its spread (in data units the NLL is the standardised
+  NLL plus ``log sigma_k``, and the paper's in-loss weights slid to the coarsest scale).
+* **training weights** - how the per-scale losses are summed. ``"validation"`` and ``"paper"``
+  train the paper's in-loss weights ``sum_k softmax(v)_k L_k`` (logits ``v`` = ``scale_logits``
+  with their own learning rate ``scale_weight_lr`` and optional prior ``scale_weight_prior`` on
+  scale 0): on standardised losses they concentrate the training on the scales whose own
+  forecasts are most accurate, which measured better than equal training weights
+  (docs/benchmarks.md). ``"learned"``, ``"uniform"`` and ``"finest"`` train every scale with
+  weight ``1 / (K+1)``.
 * **inference weights** - how the scales' forecasts are combined, by ``scale_weighting``:
 
   ==============  =================================================================
@@ -16,21 +22,20 @@ questions are kept apart:
                    *combined* forecast at the original resolution on the validation windows
                    (Moirai: CRPS of the mixture of the scales' predictive distributions;
                    MOMENT: MSE of the weighted mean), a convex problem on the simplex; a scale
-                   may take more than half the weight only if its own forecast is the best one
+                   may take more than half the weight only if its own forecast is the best one.
+                   Held in ``mixing_logits``, apart from the training weights
   ``"learned"``    trained by gradient through the NLL of the combined (mixture) forecast at
                    the original resolution, per-scale densities detached (the scales train on
                    their own losses)
-  ``"paper"``      the paper's in-loss weights: ``sum_k softmax(w)_k L_k`` trained with its own
-                   learning rate (``scale_weight_lr``) and optional prior
-                   (``scale_weight_prior``: initial logit of scale 0)
+  ``"paper"``      the trained in-loss weights themselves (the paper's configuration)
   ``"uniform"``    ``1 / (K+1)`` each (ablation)
   ``"finest"``     scale 0 alone; the other scales still train (ablation "without mixing")
   ==============  =================================================================
 
 Early stopping and best-weight selection use the **combined forecast's validation loss** with
-the inference weights (for ``"validation"``, the weights fitted on that pass): a criterion that
-does not move because a weight moved, and the same for every strategy (a single-scale model's
-combined forecast is its forecast), so validation losses compare across strategies.
+the inference weights (for ``"validation"``, the weights fitted on that pass): the same
+criterion for every strategy (a single-scale model's combined forecast is its forecast), so
+validation losses compare across strategies.
 
 Both criteria are quadratic in ``w``: ``loss(w) = (c @ w + 0.5 * w @ Q @ w) / n``. For the
 CRPS of a mixture, in its energy form ``E|X - y| - 0.5 E|X - X'|``, ``c_k = sum E|X_k - y|`` and
@@ -47,8 +52,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: Weightings whose inference weights are held in the model's ``scale_logits`` (and saved).
-STORED_WEIGHTINGS: tuple[str, ...] = ("validation", "learned", "paper")
+#: Weightings with trained logits ``scale_logits`` (training weights, or inference weights).
+TRAINED_WEIGHTINGS: tuple[str, ...] = ("validation", "learned", "paper")
+#: Weightings whose training loss weights the scales by ``softmax(scale_logits)``.
+IN_LOSS_WEIGHTINGS: tuple[str, ...] = ("validation", "paper")
 #: Smallest weight written into the logits (``log 0`` is not a number).
 _MIN_WEIGHT = 1e-12
 
@@ -202,44 +209,53 @@ def fit_simplex_weights(
 class ScaleMixing:
     """Training and inference weights of the multi-scale models (see the module docstring).
 
-    Expects ``self.spec`` (a ``StrategySpec``) and ``self.scale_logits`` (a parameter of
-    length ``spec.num_scales``).
+    Expects ``self.spec`` (a ``StrategySpec``); :meth:`_init_scale_weights` creates the
+    parameters ``scale_logits`` and ``mixing_logits`` (None unless ``"validation"``).
     """
 
-    def _init_scale_logits(self) -> torch.nn.Parameter:
+    def _init_scale_weights(self) -> None:
         logits = torch.zeros(self.spec.num_scales)
         if self.spec.num_scales > 1:
             logits[0] = float(self.spec.scale_weight_prior)
-        return torch.nn.Parameter(logits)
+        self.scale_logits = torch.nn.Parameter(logits)
+        fitted = torch.nn.Parameter(torch.zeros(self.spec.num_scales))
+        self.mixing_logits = fitted if self.fits_weights_on_validation else None
 
-    @property
-    def stores_weights(self) -> bool:
-        """True when the inference weights live in ``scale_logits`` (trained or fitted)."""
-        return self.spec.num_scales > 1 and self.spec.scale_weighting in STORED_WEIGHTINGS
+    def _set_scale_weights_trainable(self) -> None:
+        multi = self.spec.num_scales > 1
+        self.scale_logits.requires_grad_(multi and self.spec.scale_weighting in TRAINED_WEIGHTINGS)
+        if self.mixing_logits is not None:
+            # not trained (a zero-gradient term in the loss), but kept with the trainable
+            # tensors: best-weight restore, checkpoints and saved models hold the fitted weights
+            self.mixing_logits.requires_grad_(True)
 
     @property
     def fits_weights_on_validation(self) -> bool:
-        """True when the weights are fitted after every validation pass."""
+        """True when the inference weights are fitted after every validation pass."""
         return self.spec.num_scales > 1 and self.spec.scale_weighting == "validation"
 
     def scale_weights(self) -> Tensor:
-        """``softmax(w)``: the weights held in the logits (trained, fitted or initial)."""
+        """``softmax(scale_logits)``: the trained weights (training weights of ``"validation"``
+        and ``"paper"``, inference weights of ``"paper"`` and ``"learned"``)."""
         return torch.softmax(self.scale_logits.float(), dim=0)
 
     def mixing_weights(self) -> Tensor:
         """Weights of the scales in the combined forecast at inference."""
         k, device = self.spec.num_scales, self.scale_logits.device
-        if k == 1 or self.spec.scale_weighting == "finest":
+        weighting = self.spec.scale_weighting
+        if k == 1 or weighting == "finest":
             return torch.eye(k, device=device)[0]
-        if self.spec.scale_weighting == "uniform":
+        if weighting == "uniform":
             return torch.full((k,), 1.0 / k, device=device)
+        if weighting == "validation":
+            return torch.softmax(self.mixing_logits.float(), dim=0)
         return self.scale_weights()
 
     def set_mixing_weights(self, weights: Tensor | np.ndarray) -> None:
-        """Store fitted inference weights in the logits (``log w``, zeros kept at 1e-12)."""
+        """Store fitted inference weights (``log w``, zeros kept at 1e-12)."""
         w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).clamp(min=_MIN_WEIGHT)
         with torch.no_grad():
-            self.scale_logits.copy_(w.log().to(self.scale_logits))
+            self.mixing_logits.copy_(w.log().to(self.mixing_logits))
 
     def fit_mixing_weights(self, stats: CombinationStatistics) -> np.ndarray:
         """Fit and store the inference weights that minimise the combined validation loss."""
@@ -248,19 +264,16 @@ class ScaleMixing:
         return weights
 
     def weighted_loss(self, losses: Tensor) -> Tensor:
-        """The training loss from the per-scale losses (normalised units, see module doc).
-
-        ``"paper"`` weights them by ``softmax(w)``; every other weighting trains each scale
-        with weight ``1 / (K+1)``.
-        """
-        if self.spec.num_scales > 1 and self.spec.scale_weighting == "paper":
-            return (self.scale_weights().to(losses.dtype) * losses).sum()
-        loss = losses.mean()
-        if self.fits_weights_on_validation and self.scale_logits.requires_grad:
-            # the fitted weights are kept with the trainable tensors (best-weight restore,
-            # checkpoints, save); a zero-gradient term keeps DDP's reducer from waiting for a
-            # gradient that the loss never sends (AdamW leaves a zero-gradient tensor unchanged)
-            loss = loss + 0.0 * self.scale_logits.sum()
+        """The training loss from the per-scale losses (normalised units, see module doc):
+        ``sum_k softmax(v)_k L_k`` for ``"validation"`` and ``"paper"``, else their mean."""
+        if self.spec.num_scales > 1 and self.spec.scale_weighting in IN_LOSS_WEIGHTINGS:
+            loss = (self.scale_weights().to(losses.dtype) * losses).sum()
+        else:
+            loss = losses.mean()
+        if self.mixing_logits is not None and self.mixing_logits.requires_grad:
+            # a zero-gradient term keeps DDP's reducer from waiting for a gradient the loss
+            # never sends (AdamW leaves a tensor with zero gradient and no decay unchanged)
+            loss = loss + 0.0 * self.mixing_logits.sum()
         return loss
 
 

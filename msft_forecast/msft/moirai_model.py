@@ -186,7 +186,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
         # softmax(0) is the uniform initial weighting of METHOD §5 (plus the optional prior)
-        self.scale_logits = self._init_scale_logits()
+        self._init_scale_weights()
         self._layouts: dict[tuple[int, int], TokenLayout] = {}
         self.set_trainable()
 
@@ -204,7 +204,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             self.backbone.param_proj.requires_grad_(True)
         for module in self.msft_modules():
             module.requires_grad_(True)
-        self.scale_logits.requires_grad_(self.stores_weights)
+        self._set_scale_weights_trainable()
 
     def msft_modules(self) -> list[nn.Module]:
         """The modules MSFT added (adapters, LoRA, aggregators)."""

@@ -112,7 +112,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
                 block.aggregator = CrossScaleAggregator(
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
-        self.scale_logits = self._init_scale_logits()
+        self._init_scale_weights()
         position = torch.cat([torch.arange(s.num_context) for s in self.layout.spans]).unsqueeze(0)
         self.register_buffer("position_ids", position, persistent=False)
         self.set_trainable()
@@ -127,7 +127,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         self.heads.requires_grad_(True)
         for module in self.msft_modules():
             module.requires_grad_(True)
-        self.scale_logits.requires_grad_(self.stores_weights)
+        self._set_scale_weights_trainable()
 
     def msft_modules(self) -> list[nn.Module]:
         mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]

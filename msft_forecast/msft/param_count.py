@@ -9,8 +9,8 @@ random weights, no download) to print the table.  With ``d`` the model width, ``
     LoRA        L |T| S r (d + d)          (S -> 1 when shared, and for "lora")
     aggregator  L (S - 1) 2 (2 d a)        (2 d^2 per map when a is None: full maps)
     head        parameters of the distribution projection (all patch sizes)
-    weights     S                          (mixing logits, when S > 1 and the weighting
-                                            stores them: validation, learned, paper)
+    weights     S                          (scale logits, when S > 1: validation, learned,
+                                            paper; plus S fitted weights for validation)
 
 ``"msft"`` trains all five, ``"lora"`` LoRA + head, ``"linear-probe"`` the head, ``"full"``
 every backbone weight, ``"zero-shot"`` nothing.
@@ -22,7 +22,7 @@ import argparse
 
 from torch import nn
 
-from msft_forecast.msft.mixing import STORED_WEIGHTINGS
+from msft_forecast.msft.mixing import TRAINED_WEIGHTINGS
 from msft_forecast.msft.strategies import StrategySpec, resolve_strategy
 
 
@@ -48,8 +48,10 @@ def moirai_trainable_formula(
     if spec.aggregator:
         per_map = d * d if spec.aggregator_rank is None else 2 * d * spec.aggregator_rank
         total += n * (s - 1) * 2 * per_map
-    if s > 1 and spec.scale_weighting in STORED_WEIGHTINGS:
+    if s > 1 and spec.scale_weighting in TRAINED_WEIGHTINGS:
         total += s
+    if s > 1 and spec.scale_weighting == "validation":
+        total += s  # the fitted inference weights, kept with the trainable tensors
     return total
 
 

@@ -30,12 +30,12 @@ def parameter_groups(
     model: nn.Module, learning_rate: float, scale_weight_lr: float, weight_decay: float
 ) -> list[dict]:
     """AdamW groups: decayed weights, undecayed norms/biases/embeddings, and the scale weights
-    with their own learning rate."""
+    with their own learning rate (the fitted ``mixing_logits`` get no gradient: unchanged)."""
     decay, no_decay, scale = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.endswith("scale_logits"):
+        if name.endswith(("scale_logits", "mixing_logits")):
             scale.append(param)
         elif param.ndim < 2 or any(h in name for h in _NO_DECAY_HINTS):
             no_decay.append(param)

@@ -18,6 +18,12 @@ Sections:
     weights fitted on validation windows, mixture sampling; also scored with the paper's blend
     and, same fit, with uniform and finest-only weights) and MSFT with the paper's in-loss
     weights. ``--jobs`` splits the datasets over single-threaded processes.
+``training_weights_design``
+    how the training weights of the default were chosen: equal training weights against the
+    paper's in-loss weights on standardised losses, validation loss and test MSE, from the
+    stored ``training_weights_design.json`` (an interrupted run of ``scale_weighting_h96`` at
+    commit 8d29728, where ``msft`` still trained with equal weights; its header has the
+    command; no new runs).
 ``foundation_h96``
     all five LSF datasets, horizon 96: the bundled backbone zero-shot and fine-tuned with
     linear-probe, lora, full and msft (blend and mixture sampling).
@@ -69,6 +75,7 @@ WEIGHTING_STRIDES = ["24", "ETTm1=96", "ETTm2=96", "Weather=144"]
 WEIGHTING_GROUPS = [["ETTh1", "ETTm1", "ETTh2"], ["Weather", "ETTm2"]]
 SECTIONS = (
     "scale_weighting_h96",
+    "training_weights_design",
     "foundation_h96",
     "peers_h96",
     "headline",
@@ -230,6 +237,41 @@ def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
     md.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
 
 
+def design_table(md: Path, source: Path) -> None:
+    """Validation loss and test MSE of equal vs in-loss training weights (stored results)."""
+    import json
+
+    from msft_forecast.benchmarks.lsf import RunResult, paired_table, summary_table
+
+    if not source.is_file():
+        md.write_text(f"(no {source.name}: nothing to show)\n", encoding="utf-8")
+        return
+    data = json.loads(source.read_text(encoding="utf-8"))
+    keep = {"lora", "msft", "msft-paper"}
+    rows = [r for r in data["results"] if r["strategy"] in keep and r["sampling"] != "blend"]
+    results = [RunResult(**r) for r in rows]
+    rename = {"msft": "equal training weights", "msft-paper": "in-loss training weights"}
+    for r in results:
+        r.strategy = rename.get(r.strategy, r.strategy)
+    env = data["environment"]
+    md.write_text(
+        f"From `docs/results/{source.name}`: {data['note']} Machine {env['cpu']}, torch "
+        f"{env['torch']}, one thread per job, load {env['load']} at the start, commit "
+        f"{env['commit']}; the same settings as `scale_weighting_h96`. Both use inference "
+        "weights chosen for the combined forecast (fitted on validation windows, resp. the "
+        "trained in-loss weights); the validation loss is the combined forecast's CRPS on the "
+        "validation windows, comparable across models.\n\n"
+        "Validation loss (what the choice was made on):\n\n"
+        + summary_table(results, "val_loss")
+        + "\n\nTest MSE:\n\n"
+        + summary_table(results, "mse")
+        + "\n\nIn-loss against equal training weights, seed by seed:\n\n"
+        + paired_table(results, "in-loss training weights", ("equal training weights", "lora"))
+        + "\n",
+        encoding="utf-8",
+    )
+
+
 def run_section(
     section: str, out_dir: Path, root: str, smoke: bool, verify: bool, jobs: int = 2
 ) -> Path:
@@ -244,6 +286,8 @@ def run_section(
         argv += [] if verify else ["--no-verify"]
         argv += ["--json", str(out_dir / f"{section}.json"), "--markdown", str(md)]
         lsf_main(argv)
+    elif section == "training_weights_design":
+        design_table(md, out_dir / "training_weights_design.json")
     elif section == "headline":
         from msft_forecast.benchmarks.lsf import summary_table
 

@@ -95,17 +95,19 @@ class MSFTForecaster(BaseForecaster):
         docs/benchmarks.md) or the paper's weighted blend of one path per scale (narrower).
     scale_weighting : {"validation", "learned", "paper", "uniform", "finest"}, \
 default="validation"
-        Where the scale weights ``w`` come from: fitted on the validation windows to minimise
-        the combined forecast's CRPS (default), trained through the combined forecast's NLL,
-        the paper's in-loss weights, uniform, or the finest scale only (see
-        :mod:`msft_forecast.msft.mixing`).
+        Where the weights that combine the scales' forecasts come from: fitted on the
+        validation windows to minimise the combined forecast's CRPS (default), trained through
+        the combined forecast's NLL, the paper's trained in-loss weights, uniform, or the
+        finest scale only (see :mod:`msft_forecast.msft.mixing`; the default was chosen by
+        measurement, docs/benchmarks.md).
     train_head : bool, default=True
         Train the output head (Moirai's distribution projection) in ``"msft"`` / ``"lora"``.
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
         parameter-efficient strategies, 1e-5 for ``"full"``).
     scale_weight_lr : float, default=1e-2
-        Learning rate of the scale weights (``"learned"``, ``"paper"``).
+        Learning rate of the trained scale logits (the in-loss training weights of
+        ``"validation"`` and ``"paper"``; the weights of ``"learned"``).
     scale_weight_prior : float, default=0.0
         Initial logit of scale 0 (``"paper"``; the authors used 10 on some data sets).
     weight_decay : float, default=0.1

@@ -549,7 +549,9 @@ def paired_table(results: list[RunResult], model: str, others: tuple[str, ...]) 
             rel = np.array([mse[dataset, model, sd] / mse[dataset, other, sd] - 1 for sd in seeds])
             mean, std = float(rel.mean()), float(rel.std(ddof=1)) if len(rel) > 1 else 0.0
             wins = int((rel < 0).sum())
-            if len(rel) > 1 and abs(mean) <= std:
+            if len(rel) < 2:
+                verdict = "one seed: no spread"
+            elif abs(mean) <= std:
                 verdict = "within noise"
             else:
                 verdict = "better" if mean < 0 else "worse"

@@ -280,3 +280,36 @@ def test_default_intervals_are_calibrated_on_a_series_with_known_noise():
     q = fc.quantiles([0.1, 0.9])
     coverage = float(((truth >= q[:, 0]) & (truth <= q[:, 1])).mean())
     assert 0.72 <= coverage <= 0.88, coverage
+
+
+def test_fine_log_densities_read_each_step_under_the_coarse_step_that_covers_it(
+    tiny_moirai_dir,
+):
+    """``scale_weighting="learned"`` scores every original step under the distribution of the
+    coarse step covering it (the way the scale's samples are upsampled)."""
+    model = _model(tiny_moirai_dir, "learned")
+    ctx, c_obs, fut, h_obs = _window(batch=2, context=64, horizon=21)  # odd lengths on purpose
+    tok, layout = model.tokens(ctx, c_obs, fut, h_obs)
+    with torch.no_grad():
+        distributions = model._horizon_distributions(tok, layout)
+        dens = model._fine_log_densities(distributions, layout, fut)
+    p = model.patch_size
+    for span, distr in zip(layout.spans, distributions, strict=True):
+        for b in range(2):
+            for t in (0, 1, 7, 20):
+                coarse = t // 2**span.level
+                value = torch.zeros(distr.batch_shape)
+                value[b, coarse // p, coarse % p] = fut[b, t]
+                expected = distr.log_prob(value)[b, coarse // p, coarse % p]
+                assert float(dens[b, span.level, t]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_learned_weights_move_towards_the_scale_whose_density_fits(tiny_moirai_dir):
+    from msft_forecast.msft.mixing import mixture_nll
+
+    logits = torch.zeros(2, requires_grad=True)
+    # scale 0 gives the observed steps a much higher density than scale 1
+    dens = torch.stack([torch.full((4, 10), -1.0), torch.full((4, 10), -5.0)], 1)
+    loss = mixture_nll(dens, torch.softmax(logits, 0), torch.ones(4, 10, dtype=torch.bool))
+    loss.backward()
+    assert float(logits.grad[0]) < 0 < float(logits.grad[1])

@@ -217,6 +217,8 @@ def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
         "MAE (of the median):\n\n" + summary_table(results, "mae"),
         "CRPS:\n\n" + summary_table(results, "crps"),
         "Coverage of the 80% interval (target 0.80):\n\n" + summary_table(results, "coverage80"),
+        "Coverage of the 50% interval (target 0.50):\n\n" + summary_table(results, "coverage50"),
+        "Coverage of the 95% interval (target 0.95):\n\n" + summary_table(results, "coverage95"),
         "MSFT (default) against the others, seed by seed:\n\n"
         + paired_table(
             results,

@@ -73,6 +73,8 @@ class RunResult:
     windows: int
     fit_memory_mb: float | None = None
     sampling: str = "-"
+    coverage50: float | None = None
+    coverage95: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,19 +84,22 @@ def test_origins(ds: LSFDataset, horizon: int, stride: int) -> np.ndarray:
 
 
 def score(samples: np.ndarray, mean: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """MSE (mean), MAE (median), CRPS over deciles and 80% coverage, averaged over all."""
+    """MSE (mean), MAE (median), CRPS over deciles and the coverage of the central 50%, 80%
+    and 95% intervals, averaged over all."""
     q = np.quantile(samples, QUANTILES, axis=1)  # (Q, n, H)
     median = np.quantile(samples, 0.5, axis=1)
     diff = truth[None] - q
     pinball = np.maximum(QUANTILES[:, None, None] * diff, (QUANTILES[:, None, None] - 1) * diff)
     crps = 2 * pinball.mean(0).sum() / np.abs(truth).sum()
-    inside = (truth >= q[0]) & (truth <= q[-1])
-    return {
+    out = {
         "mse": float(np.mean((mean - truth) ** 2)),
         "mae": float(np.mean(np.abs(median - truth))),
         "crps": float(crps),
-        "coverage80": float(inside.mean()),
     }
+    for level in (50, 80, 95):
+        low, high = np.quantile(samples, [0.5 - level / 200, 0.5 + level / 200], axis=1)
+        out[f"coverage{level}"] = float(((truth >= low) & (truth <= high)).mean())
+    return out
 
 
 #: Classical baselines scored on the same windows (point forecasts only).
@@ -419,7 +424,9 @@ TABLE_COLUMNS = (
     "mse",
     "mae",
     "crps",
+    "coverage50",
     "coverage80",
+    "coverage95",
     "steps",
     "patch_size",
     "trainable_parameters",
@@ -472,7 +479,7 @@ def summary_table(results: list[RunResult], metric: str = "mse") -> str:
     lines = ["| dataset | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for d in datasets:
         means = {m: float(np.mean(cells[d, m])) for m in models if (d, m) in cells}
-        best = min(means.values()) if metric != "coverage80" and means else None
+        best = min(means.values()) if not metric.startswith("coverage") and means else None
         row = []
         for m in models:
             if m not in means:

@@ -270,6 +270,7 @@ def run_one(
     label: str | None = None,
     sampling: tuple[str, ...] = ("mixture",),
     rescore_weights: tuple[str, ...] = (),
+    rescore_models: tuple[str, ...] | None = None,
 ) -> list[RunResult]:
     """Fine-tune with ``settings`` on the train+validation splits and score on the test split.
 
@@ -277,7 +278,8 @@ def run_one(
     combined by each mode) for a multi-scale model, else one result; plus, for a multi-scale
     model, one result per entry of ``rescore_weights`` (``"uniform"``, ``"finest"``, ...): the
     same fit forecasting with those inference weights instead of its own (first sampling
-    mode), labelled ``"<label>@<weighting>"``.
+    mode), labelled ``"<label>@<weighting>"``, for the models named in ``rescore_models``
+    (default: every one).
     """
     horizon = int(settings.prediction_length)
     w = scoring_windows(ds, horizon, stride, channels)
@@ -294,7 +296,8 @@ def run_one(
     modes: list[tuple[str | None, str | None]] = [(None, None)]
     if multi_scale and hasattr(model, "mixing_weights"):
         modes = [(m, None) for m in sampling]
-        modes += [(sampling[0], wt) for wt in rescore_weights if wt != spec.scale_weighting]
+        if rescore_models is None or (label or settings.fit_strategy) in rescore_models:
+            modes += [(sampling[0], wt) for wt in rescore_weights if wt != spec.scale_weighting]
     report = engine.report_
     results = []
     for mode, weighting in modes:
@@ -688,6 +691,13 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         "(same fit; labelled MODEL@WEIGHTING)",
     )
     parser.add_argument(
+        "--rescore-models",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="only these models get --rescore-weights (default: every multi-scale model)",
+    )
+    parser.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -806,6 +816,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                         label=strategy,
                         sampling=tuple(args.sampling),
                         rescore_weights=tuple(args.rescore_weights),
+                        rescore_models=(
+                            None if args.rescore_models is None else tuple(args.rescore_models)
+                        ),
                     )
                 )
     print()

@@ -1,6 +1,6 @@
 """Regenerate every table of ``docs/benchmarks.md`` with one command.
 
-    python benchmarks/reproduce.py                 # everything (about 1.5 h on 2 CPU cores)
+    python benchmarks/reproduce.py                 # everything (about 2.5 h on 2 CPU cores)
     python benchmarks/reproduce.py --sections ablations inference
     python benchmarks/reproduce.py --smoke --root DIR --out-dir DIR --page FILE   # CI
 
@@ -40,7 +40,7 @@ Sections:
     the same ablations on ETTh1, where MSFT does worst, to see which part is to blame.
 ``sampling``
     blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
-    of the two sections above (no new runs).
+    of ``scale_weighting_h96`` (no new runs).
 ``precision``
     MSFT on ETTh1 (channel OT) in float32 and in bf16-mixed: does mixed precision change accuracy?
 ``training_cost``
@@ -115,10 +115,7 @@ def lsf_args(section: str, smoke: bool) -> list[str]:
 
 
 def script_args(section: str, smoke: bool) -> list[str]:
-    """Command line of the speed script behind ``sampling``
-        blend vs mixture sampling of the same fitted MSFT models (CRPS, coverage), from the JSON
-        of the two sections above (no new runs).
-    ``training_cost`` or ``inference``."""
+    """Command line of the speed script behind ``training_cost`` or ``inference``."""
     if section == "training_cost":
         if smoke:
             return ["--strategies", "lora", "msft", "--scales", "2", "--precisions",
@@ -309,10 +306,14 @@ def run_section(
     elif section == "sampling":
         from msft_forecast.benchmarks.lsf import sampling_table
 
-        results = _results(out_dir, ("foundation_h96", "ablations", "ablations_etth1"))
+        sources = ("scale_weighting_h96",)  # one section: (dataset, model, seed) is a fit
+        results = [r for r in _results(out_dir, sources) if "@" not in r.strategy]
         md.write_text(
-            "Same fitted models, scales combined two ways (from `foundation_h96.json`, "
-            "`ablations.json` and `ablations_etth1.json`):\n\n" + sampling_table(results) + "\n",
+            "Same fitted models, scales combined two ways (from "
+            + ", ".join(f"`{name}.json`" for name in sources)
+            + "):\n\n"
+            + sampling_table(results)
+            + "\n",
             encoding="utf-8",
         )
     elif section == "precision":

@@ -4,8 +4,8 @@ Top: one window of an hourly series cut into the scales MSFT builds
 (``msft_forecast.msft.scales.build_scales``: context and horizon pooled separately, so every
 scale ends at the forecast boundary). Bottom: the bundled ``moirai-tiny`` fine-tuned with MSFT
 on that series (``MSFTEngine``, 40 steps, seed 0); each scale's forecast repeated back to the
-original resolution (``msft_forecast.plotting.scale_forecast``), the learned mixing weights and
-the blend, which is the forecast the front ends return.
+original resolution (``msft_forecast.plotting.scale_forecast``), the scale weights (fitted on
+the validation windows) and the weighted mean, which is the forecast the front ends return.
 
 Run from the repository root (about a minute on one CPU thread)::
 
@@ -130,13 +130,13 @@ def draw_mixing(ax, ax_w, y: pd.Series) -> None:
         fc.frame["upper"],
         color="C1",
         alpha=0.2,
-        label="80% interval of the blend",
+        label="80% interval (mixture of the scales)",
     )
-    ax.plot(t, fc.frame["mean"], color="C1", lw=2, label=r"blend $\sum_k w_k\,$scale$_k$")
+    ax.plot(t, fc.frame["mean"], color="C1", lw=2, label=r"mean $\sum_k w_k\,$scale$_k$")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("hours relative to the forecast boundary")
     ax.set_title(
-        "Mixing: each scale forecasts its own horizon; the forecast is the weighted blend",
+        "Mixing: each scale forecasts its own horizon; the forecast combines them with weights w",
         fontsize=10,
     )
     ax.legend(loc="upper left", fontsize=7, ncol=2)
@@ -147,7 +147,7 @@ def draw_mixing(ax, ax_w, y: pd.Series) -> None:
     )
     ax_w.set_xticks(range(len(fc.weights)), [f"{k}" for k in range(len(fc.weights))])
     ax_w.set_xlabel("scale")
-    ax_w.set_title("learned weights\nsoftmax(w)", fontsize=9)
+    ax_w.set_title("scale weights w\n(fitted on validation)", fontsize=9)
     # upsampling is the package's own: check the plotted scale 1 is its repeat of itself
     s1 = torch.tensor(fc.frame["scale_1"].to_numpy()[::2].copy())
     assert np.allclose(upsample_horizon(s1, 1, HORIZON).numpy(), fc.frame["scale_1"].to_numpy())

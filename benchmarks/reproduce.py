@@ -147,19 +147,16 @@ def weighting_args(smoke: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def run_weighting_section(
-    md: Path, root: str, smoke: bool, verify: bool, jobs: int, datasets: list[str] | None = None
-) -> None:
-    # jobs > 2 uses the two groups of WEIGHTING_GROUPS (2 cores here)
-    """Run ``scale_weighting_h96`` as ``jobs`` single-threaded processes, merge, write tables.
+def run_weighting_section(md: Path, root: str, smoke: bool, verify: bool, jobs: int) -> None:
+    """Run ``scale_weighting_h96`` as single-threaded processes, merge, write tables.
 
     Two single-threaded processes use two cores better than one two-threaded process (the
-    threads of one small model wait on each other); every job's header and command are kept.
+    threads of one small model wait on each other): ``jobs=1`` runs every dataset in one
+    process, more runs the two groups of :data:`WEIGHTING_GROUPS`. Every job's header and
+    command are kept.
     """
     if smoke:
         groups = [["ETTh1"]]
-    elif datasets:
-        groups = [datasets]
     elif jobs == 1:
         groups = [[d for g in WEIGHTING_GROUPS for d in g]]
     else:

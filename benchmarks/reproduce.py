@@ -4,6 +4,9 @@
     python benchmarks/reproduce.py --sections ablations inference
     python benchmarks/reproduce.py --smoke --root DIR --out-dir DIR --page FILE   # CI
 
+Old sections run under ``--budget steps`` (at most 200 steps per trained model); ``fair_h96``
+under the runner's default time budget.
+
 Each section writes ``<out-dir>/<section>.md`` (and ``.json`` for the accuracy runs), then the
 Markdown is spliced into the page between ``<!-- reproduce:SECTION -->`` and
 ``<!-- /reproduce:SECTION -->``; prose outside the markers is left alone.  Every table carries
@@ -30,9 +33,21 @@ Sections:
 ``peers_h96``
     the same windows for the from-scratch peers (DLinear, NLinear, PatchTST, TimeMixer,
     iTransformer) and the classical baselines (last value, seasonal naive, Theta).
+``fair_h96``
+    the headline's trained models under the fair budget: the fine-tuned strategies and the
+    from-scratch peers each train until early stopping on the validation split or a 60 s
+    wall-clock cap, best weights restored, two seeds, on the windows of the two sections above
+    (two single-threaded jobs, ``--jobs``).
+``classical_h96``
+    the automatic classical baselines (AutoETS, AutoARIMA, AutoTheta) with seasonal naive,
+    Theta and last value, refitted on every window of the same windows.
 ``headline``
-    MSE and MAE of everything in the two sections above in one table per metric (from their
-    JSON; no new runs).
+    MSE, MAE and CRPS of ``fair_h96`` and ``classical_h96`` in one table per metric, MSFT
+    against the best other model per dataset (paired bootstrap over test windows), and the
+    200-step budget against the fair one (from the JSON; no new runs).
+``own_data``
+    the worked example of ``docs/benchmark_your_data.md``: the runner on a CSV it writes from a
+    dataset that ships with statsmodels (weekly CO2 at Mauna Loa), spliced into that page.
 ``ablations``
     MSFT and its ablations (no aggregator, shared LoRA, no mixing, K=0) on ETTm1 and Weather,
     two seeds, blend and mixture sampling.
@@ -67,6 +82,11 @@ DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "Weather"]
 STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
 PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
 BASELINES = ["last-value", "seasonal-naive", "theta"]
+CLASSICAL = ["autoets", "autoarima", "autotheta", "seasonal-naive", "theta", "last-value"]
+#: Wall-clock cap per trained model of ``fair_h96`` (about what MSFT's 200 steps take).
+FAIR_TIME_BUDGET = "60"
+#: Dataset groups of the parallel jobs of ``fair_h96`` (Weather weighs about two ETT sets).
+FAIR_GROUPS = [["ETTh1", "ETTm1", "ETTh2"], ["Weather", "ETTm2"]]
 ABLATIONS = ["msft", "msft-no-aggregator", "msft-shared-lora", "msft-no-mixing", "msft-k0"]
 WEIGHTING_MODELS = ["zero-shot", "linear-probe", "lora", "full", "msft", "msft-paper"]
 #: Test-window strides giving at least 500 windows per dataset at horizon 96.
@@ -78,7 +98,10 @@ SECTIONS = (
     "training_weights_design",
     "foundation_h96",
     "peers_h96",
+    "fair_h96",
+    "classical_h96",
     "headline",
+    "own_data",
     "ablations",
     "ablations_etth1",
     "sampling",
@@ -88,7 +111,15 @@ SECTIONS = (
     "reported",
 )
 #: Sections that fit models and write JSON.
-ACCURACY_SECTIONS = ("foundation_h96", "peers_h96", "ablations", "ablations_etth1")
+ACCURACY_SECTIONS = (
+    "foundation_h96",
+    "peers_h96",
+    "classical_h96",
+    "ablations",
+    "ablations_etth1",
+)
+#: Page of each section not on ``docs/benchmarks.md`` (relative to ``docs``).
+SECTION_PAGES = {"own_data": "benchmark_your_data.md"}
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
@@ -97,17 +128,25 @@ def lsf_args(section: str, smoke: bool) -> list[str]:
         models, datasets, seeds = STRATEGIES, DATASETS, ["0"]
     elif section == "peers_h96":
         models, datasets, seeds = PEERS + BASELINES, DATASETS, ["0"]
+    elif section == "classical_h96":
+        models, datasets, seeds = CLASSICAL, DATASETS, ["0"]
     elif section == "ablations":
         models, datasets, seeds = ABLATIONS, ["ETTm1", "Weather"], ["0", "1"]
     else:  # ablations_etth1: the dataset where MSFT lost to zero-shot
         models, datasets, seeds = ABLATIONS, ["ETTh1"], ["0", "1"]
-    budget = ["--stride", "288", "--max-steps", "200", "--val-check-interval", "25"]
+    budget = ["--stride", "288", "--budget", "steps", "--max-steps", "200",
+              "--val-check-interval", "25"]  # fmt: skip
+    if section == "classical_h96":
+        budget = ["--stride", "288", "--jobs", "2"]
     if smoke:
         datasets, seeds = ["ETTh1"], ["0"]
         budget = [
-            "--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
-            "--context", "96", "--horizon", "24", "--num-samples", "10", "--channels", "OT",
+            "--stride", "2000", "--budget", "steps", "--max-steps", "2",
+            "--val-check-interval", "1", "--context", "96", "--horizon", "24",
+            "--num-samples", "10", "--channels", "OT",
         ]  # fmt: skip
+        if section == "classical_h96":
+            models = ["autoets", "autotheta", "seasonal-naive"]
     return [
         "--datasets", *datasets, "--strategies", *models, "--seeds", *seeds,
         "--sampling", "blend", "mixture", *budget,
@@ -133,7 +172,8 @@ def weighting_args(smoke: bool) -> list[str]:
     # validation every 50 steps (the engine's default): at 25 with patience 3, one transient rise
     # of the validation loss (steps 50-100, while the in-loss weights move) stopped MSFT at step
     # 100 in one of three ETTh1 runs, whose loss fell below its earlier best from step 125 on
-    budget = ["--stride", *WEIGHTING_STRIDES, "--max-steps", "200", "--val-check-interval", "50"]
+    budget = ["--stride", *WEIGHTING_STRIDES, "--budget", "steps", "--max-steps", "200",
+              "--val-check-interval", "50"]  # fmt: skip
     seeds = ["0", "1", "2"]
     if smoke:
         seeds = ["0"]
@@ -147,24 +187,34 @@ def weighting_args(smoke: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def run_weighting_section(md: Path, root: str, smoke: bool, verify: bool, jobs: int) -> None:
-    """Run ``scale_weighting_h96`` as single-threaded processes, merge, write tables.
+def fair_args(smoke: bool) -> list[str]:
+    """Arguments of every job of ``fair_h96`` (datasets added per job)."""
+    models, seeds = STRATEGIES + PEERS, ["0", "1"]
+    budget = ["--stride", "288", "--budget", "time", "--time-budget", FAIR_TIME_BUDGET,
+              "--val-check-interval", "25"]  # fmt: skip
+    if smoke:
+        models, seeds = ["zero-shot", "msft", "dlinear"], ["0"]
+        budget = [
+            "--stride", "2000", "--budget", "time", "--time-budget", "5",
+            "--val-check-interval", "1", "--context", "96", "--horizon", "24",
+            "--num-samples", "10", "--channels", "OT",
+        ]  # fmt: skip
+    return ["--strategies", *models, "--seeds", *seeds, "--sampling", "mixture", *budget]
+
+
+def run_jobs(
+    md: Path, groups: list[list[str]], job_args: list[str], root: str, verify: bool
+) -> list[Path]:
+    """Run the runner once per dataset group, as single-threaded processes at the same time.
 
     Two single-threaded processes use two cores better than one two-threaded process (the
-    threads of one small model wait on each other): ``jobs=1`` runs every dataset in one
-    process, more runs the two groups of :data:`WEIGHTING_GROUPS`. Every job's header and
-    command are kept.
+    threads of one small model wait on each other).  Returns the parts' paths (without suffix);
+    each has its JSON and Markdown (header and command kept).
     """
-    if smoke:
-        groups = [["ETTh1"]]
-    elif jobs == 1:
-        groups = [[d for g in WEIGHTING_GROUPS for d in g]]
-    else:
-        groups = WEIGHTING_GROUPS
     procs, parts = [], []
     for i, group in enumerate(groups):
         part = md.with_name(f"{md.stem}.part{i}")
-        argv = ["--root", root, "--datasets", *group, *weighting_args(smoke)]
+        argv = ["--root", root, "--datasets", *group, *job_args]
         argv += [] if verify else ["--no-verify"]
         argv += ["--json", str(part) + ".json", "--markdown", str(part) + ".md"]
         cmd = [sys.executable, "-m", "msft_forecast.benchmarks.lsf", *argv]
@@ -172,32 +222,66 @@ def run_weighting_section(md: Path, root: str, smoke: bool, verify: bool, jobs: 
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env))
         parts.append(part)
     if any(p.wait() != 0 for p in procs):
-        raise SystemExit("a scale_weighting_h96 job failed; see its output above")
-    merge_weighting_parts(md, parts)
+        raise SystemExit(f"a {md.stem} job failed; see its output above")
+    return parts
 
 
-def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
-    """Merge the jobs' JSON into ``<section>.json`` and write the section's Markdown."""
+def _groups(smoke: bool, jobs: int, groups: list[list[str]]) -> list[list[str]]:
+    if smoke:
+        return [["ETTh1"]]
+    return [[d for g in groups for d in g]] if jobs == 1 else groups
+
+
+def run_weighting_section(md: Path, root: str, smoke: bool, verify: bool, jobs: int) -> None:
+    """Run ``scale_weighting_h96`` as single-threaded processes, merge, write tables."""
+    groups = _groups(smoke, jobs, WEIGHTING_GROUPS)
+    merge_weighting_parts(md, run_jobs(md, groups, weighting_args(smoke), root, verify))
+
+
+def _load_parts(md: Path, parts: list[Path]) -> tuple[list, list[str]]:
+    """Merge the jobs' JSON into ``<section>.json``; their results and Markdown headers."""
     import json
 
-    from msft_forecast.benchmarks.lsf import (
-        load_results,
-        markdown_table,
-        paired_table,
-        save,
-        summary_table,
-        weights_table,
-    )
+    from msft_forecast.benchmarks.lsf import load_results, save
 
     if not parts:
         raise SystemExit(f"no {md.stem}.part*.json next to {md}: run the section first")
     results, headers = [], []
     for part in parts:
         results += load_results(str(part) + ".json")
-        text = Path(str(part) + ".md").read_text(encoding="utf-8")
-        headers.append("\n".join(text.splitlines()[:3]))
+        lines = Path(str(part) + ".md").read_text(encoding="utf-8").split("\n\n")[0]
+        headers.append(lines)
         env = json.loads(Path(str(part) + ".json").read_text(encoding="utf-8"))["environment"]
     save(results, md.with_suffix(".json"), {**env, "parts": [str(p.name) for p in parts]})
+    return results, headers
+
+
+def merge_fair_parts(md: Path, parts: list[Path]) -> None:
+    """Write ``fair_h96``'s Markdown from its jobs."""
+    from msft_forecast.benchmarks.lsf import markdown_table, summary_table
+
+    results, headers = _load_parts(md, parts)
+    blocks = [
+        f"Made by `python benchmarks/reproduce.py --sections {md.stem}`: {len(parts)} "
+        "single-threaded job(s) at the same time, each with the header below (machine, load at "
+        "its start, commit, settings, datasets, command):",
+        "\n\n".join(headers),
+        "MSE (of the mean forecast; mean ± std over seeds):\n\n" + summary_table(results, "mse"),
+        "Every run:\n\n" + markdown_table(results),
+    ]
+    md.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+
+
+def merge_weighting_parts(md: Path, parts: list[Path]) -> None:
+    """Merge the jobs' JSON into ``<section>.json`` and write the section's Markdown."""
+    from msft_forecast.benchmarks.lsf import (
+        markdown_table,
+        paired_table,
+        summary_table,
+        weights_table,
+    )
+
+    results, headers = _load_parts(md, parts)
     windows = {r.dataset: r.windows for r in results}
     blocks = [
         f"Made by `python benchmarks/reproduce.py --sections {md.stem}`: {len(parts)} "
@@ -271,6 +355,91 @@ def design_table(md: Path, source: Path) -> None:
     )
 
 
+def headline_tables(md: Path, out_dir: Path) -> None:
+    """The headline from ``fair_h96`` and ``classical_h96``, and the two budgets side by side."""
+    from msft_forecast.benchmarks.lsf import bootstrap_table, summary_table
+
+    results = _results(out_dir, ("fair_h96", "classical_h96"))
+    results = [r for r in results if r.sampling != "blend"]
+    steps = {
+        (r.dataset, r.strategy): r
+        for r in _results(out_dir, ("foundation_h96", "peers_h96"))
+        if r.sampling != "blend"
+    }
+    md.write_text(
+        "From `fair_h96.json` (fine-tuned strategies and from-scratch peers under the fair "
+        f"budget: early stopping or {FAIR_TIME_BUDGET} s each, best weights restored; two "
+        "seeds) and `classical_h96.json` (refitted on every window); settings in their "
+        "sections. Mean ± std over seeds; best per dataset in bold.\n\nMSE:\n\n"
+        + summary_table(results, "mse")
+        + "\n\nMAE:\n\n"
+        + summary_table(results, "mae")
+        + "\n\nCRPS (probabilistic models only):\n\n"
+        + summary_table(results, "crps")
+        + "\n\nMSFT against the best other model of each dataset, paired over the same test "
+        "windows (squared errors averaged over seeds; 95% interval from 2000 bootstrap draws "
+        "of forecast origins):\n\n"
+        + bootstrap_table(results)
+        + "\n\nThe two budgets: MSE and steps under the 200-step budget (`foundation_h96`, "
+        "`peers_h96`, one seed) and under the fair budget (this table's runs, seed 0 | mean "
+        "over seeds):\n\n" + budget_table(steps, results) + "\n",
+        encoding="utf-8",
+    )
+
+
+def budget_table(step_runs: dict, fair: list) -> str:
+    """MSE and steps of each trained model under both budgets, per dataset."""
+    import numpy as np
+
+    lines = [
+        "| dataset | model | MSE 200 steps | steps | MSE fair (seed 0) | MSE fair (mean) | "
+        "steps (seed 0) | change of the mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by: dict = {}
+    for r in fair:
+        if r.steps or r.strategy in STRATEGIES + PEERS:
+            by.setdefault((r.dataset, r.strategy), []).append(r)
+    for (dataset, model), runs in by.items():
+        old = step_runs.get((dataset, model))
+        if old is None or model not in STRATEGIES + PEERS:
+            continue
+        seed0 = min(runs, key=lambda r: r.seed)
+        mean = float(np.mean([r.mse for r in runs]))
+        lines.append(
+            f"| {dataset} | {model} | {old.mse:.4f} | {old.steps} | {seed0.mse:.4f} | "
+            f"{mean:.4f} | {seed0.steps} | {100 * (mean / old.mse - 1):+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def run_own_data(md: Path, out_dir: Path, smoke: bool) -> None:
+    """The worked example of ``docs/benchmark_your_data.md`` on statsmodels' weekly CO2 data."""
+    import statsmodels.api as sm
+
+    from msft_forecast.benchmarks.lsf import main as lsf_main
+
+    frame = sm.datasets.co2.load_pandas().data  # ships with statsmodels: no download
+    csv = out_dir / "co2_weekly.csv"
+    frame.rename_axis("date").reset_index().to_csv(csv, index=False)
+    models = ["zero-shot", "lora", "msft", "dlinear", "nlinear", "autoets", "autoarima",
+              "autotheta", "seasonal-naive"]  # fmt: skip
+    argv = ["--data", str(csv.relative_to(REPO) if csv.is_relative_to(REPO) else csv),
+            "--horizon", "52", "--strategies", *models, "--seeds", "0", "1", "2",
+            "--time-budget", "60", "--jobs", "2"]  # fmt: skip
+    if smoke:
+        argv = ["--data", str(csv), "--horizon", "13", "--strategies", "zero-shot", "msft",
+                "autotheta", "seasonal-naive", "--time-budget", "5", "--num-samples", "10",
+                "--stride", "200", "--context", "128"]  # fmt: skip
+    argv += ["--json", str(md.with_suffix(".json")), "--markdown", str(md)]
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the command in the page is relative to the repository root
+    try:
+        lsf_main(argv)
+    finally:
+        os.chdir(cwd)
+
+
 def run_section(
     section: str, out_dir: Path, root: str, smoke: bool, verify: bool, jobs: int = 2
 ) -> Path:
@@ -287,19 +456,13 @@ def run_section(
         lsf_main(argv)
     elif section == "training_weights_design":
         design_table(md, out_dir / "training_weights_design.json")
+    elif section == "fair_h96":
+        groups = _groups(smoke, jobs, FAIR_GROUPS)
+        merge_fair_parts(md, run_jobs(md, groups, fair_args(smoke), root, verify))
     elif section == "headline":
-        from msft_forecast.benchmarks.lsf import summary_table
-
-        results = _results(out_dir, ("foundation_h96", "peers_h96"))
-        md.write_text(
-            "From `foundation_h96.json` and `peers_h96.json` (settings in their sections); "
-            "best per dataset in bold.\n\nMSE:\n\n"
-            + summary_table(results, "mse")
-            + "\n\nMAE:\n\n"
-            + summary_table(results, "mae")
-            + "\n",
-            encoding="utf-8",
-        )
+        headline_tables(md, out_dir)
+    elif section == "own_data":
+        run_own_data(md, out_dir, smoke)
     elif section == "sampling":
         from msft_forecast.benchmarks.lsf import sampling_table
 
@@ -316,9 +479,11 @@ def run_section(
     elif section == "precision":
         from msft_forecast.benchmarks.lsf import main as lsf_main
 
-        budget = ["--stride", "24", "--max-steps", "200", "--val-check-interval", "25"]
+        budget = ["--stride", "24", "--budget", "steps", "--max-steps", "200",
+                  "--val-check-interval", "25"]  # fmt: skip
         if smoke:
-            budget = ["--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
+            budget = ["--stride", "2000", "--budget", "steps", "--max-steps", "2",
+                      "--val-check-interval", "1",
                       "--context", "96", "--horizon", "24", "--num-samples", "10"]  # fmt: skip
         parts = []
         for precision in ("32-true", "bf16-mixed"):
@@ -375,12 +540,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny budget (CI)")
     parser.add_argument("--no-verify", action="store_true", help="skip dataset checksums")
     parser.add_argument(
-        "--jobs", type=int, default=2, help="parallel processes of scale_weighting_h96"
+        "--jobs", type=int, default=2, help="parallel processes of scale_weighting_h96, fair_h96"
     )
     parser.add_argument(
         "--merge-only",
         action="store_true",
-        help="scale_weighting_h96: merge the jobs' existing part files, run nothing",
+        help="scale_weighting_h96, fair_h96: merge the jobs' existing part files, run nothing",
     )
     parser.add_argument(
         "--splice-only",
@@ -399,14 +564,18 @@ def main(argv: list[str] | None = None) -> None:
             if not md.is_file():
                 print(f"   (no {md}; run this section first)")
                 continue
-        elif args.merge_only and section == "scale_weighting_h96":
+        elif args.merge_only and section in ("scale_weighting_h96", "fair_h96"):
             md = out_dir / f"{section}.md"
-            parts = sorted(out_dir.glob(f"{section}.part*.json"))
-            merge_weighting_parts(md, [p.with_suffix("") for p in parts])
+            parts = [p.with_suffix("") for p in sorted(out_dir.glob(f"{section}.part*.json"))]
+            merge = merge_weighting_parts if section == "scale_weighting_h96" else merge_fair_parts
+            merge(md, parts)
         else:
             md = run_section(section, out_dir, args.root, args.smoke, not args.no_verify, args.jobs)
-        if not splice(Path(args.page), section, md.read_text(encoding="utf-8")):
-            print(f"   ({args.page} has no markers for {section}; table left in {md})")
+        page = Path(args.page)
+        if section in SECTION_PAGES:
+            page = page.with_name(SECTION_PAGES[section])
+        if not page.is_file() or not splice(page, section, md.read_text(encoding="utf-8")):
+            print(f"   ({page} has no markers for {section}; table left in {md})")
 
 
 if __name__ == "__main__":

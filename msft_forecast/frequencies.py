@@ -17,7 +17,13 @@ import re
 import warnings
 from typing import Any
 
-__all__ = ["MOIRAI_PATCH_SIZES_BY_FREQ", "UNMAPPED_OFFSET_CLASSES", "frequency_key"]
+__all__ = [
+    "MOIRAI_PATCH_SIZES_BY_FREQ",
+    "SEASON_BY_KEY",
+    "UNMAPPED_OFFSET_CLASSES",
+    "frequency_key",
+    "season_length",
+]
 
 #: Patch sizes Moirai was pre-trained with for each frequency (uni2ts' table), keyed by the
 #: letter :func:`frequency_key` returns ("A" is the old spelling of "Y"; "B" business days).
@@ -148,6 +154,39 @@ _LEGACY_ALIASES: dict[str, str] = {
     "N": "ns",
 }
 
+#: Steps in one natural cycle of data at each frequency letter with a multiple of one: a year
+#: of years, quarters, months or weeks, a week of days or business days, a day of hours or
+#: minutes, a minute of seconds.  Offset classes with a cycle of their own are in
+#: :data:`_SEASON_BY_CLASS`.
+SEASON_BY_KEY: dict[str, int] = {
+    "Y": 1,
+    "A": 1,
+    "Q": 4,
+    "M": 12,
+    "W": 52,
+    "D": 7,
+    "B": 5,
+    "H": 24,
+    "T": 1440,
+    "S": 60,
+}
+
+#: Offset classes whose cycle differs from their letter's: two semi-months a month, two
+#: half-years a year, eight business hours a business day, no cycle below a second.
+_SEASON_BY_CLASS: dict[str, int] = {
+    "SemiMonthBegin": 24,
+    "SemiMonthEnd": 24,
+    "HalfYearBegin": 2,
+    "HalfYearEnd": 2,
+    "BHalfYearBegin": 2,
+    "BHalfYearEnd": 2,
+    "BusinessHour": 8,
+    "CustomBusinessHour": 8,
+    "Milli": 1,
+    "Micro": 1,
+    "Nano": 1,
+}
+
 _ALIAS_PATTERN = re.compile(r"^\s*([+-]?\d*)\s*([A-Za-z]+)((?:-[A-Za-z0-9]+)*)\s*$")
 
 
@@ -180,6 +219,49 @@ def frequency_key(freq: str | Any) -> str | None:
     except Exception:  # to_offset raises ValueError, TypeError, AttributeError, ...
         return None
     return None if offset is None else _offset_key(offset)
+
+
+def season_length(freq: str | Any) -> int:
+    """Steps in one seasonal cycle of data at frequency ``freq`` (1: no season).
+
+    The cycle is a day for hourly and finer data down to minutes, a minute for seconds, a week
+    for daily (7) and business-day (5) data, a year for weekly (52), monthly (12), quarterly
+    (4) and half-yearly (2) data; yearly data has none.  A multiple divides the cycle ("15min"
+    is 96 a day, "2h" 12); a multiple that does not divide it gives 1, since no whole number
+    of steps makes one cycle ("5D").  Any way of writing a frequency that
+    :func:`frequency_key` reads is accepted.
+
+    Parameters
+    ----------
+    freq : str, pandas.DateOffset, pandas.Timedelta or datetime.timedelta
+
+    Returns
+    -------
+    int
+        The season length; 1 for no season or an unknown frequency.
+
+    Examples
+    --------
+    >>> [season_length(f) for f in ["h", "15min", "10min", "D", "B", "W-SAT", "MS", "QE", "YE"]]
+    [24, 96, 144, 7, 5, 52, 12, 4, 1]
+    >>> [season_length(f) for f in ["2h", "5D", "SME", "s", "not a frequency"]]
+    [12, 1, 24, 60, 1]
+    """
+    try:
+        offset = _to_offset(freq)
+    except Exception:  # to_offset raises ValueError, TypeError, AttributeError, ...
+        return 1
+    if offset is None:
+        return 1
+    key = _offset_key(offset)
+    if key is None:
+        return 1
+    base = _SEASON_BY_CLASS.get(type(offset).__name__, SEASON_BY_KEY[key])
+    n = abs(int(getattr(offset, "n", 1) or 1))
+    if type(offset).__name__ == "DateOffset":  # its size is in its finest relative field
+        kwds = getattr(offset, "kwds", {})
+        n *= next((abs(int(kwds[f])) for f, _ in _DATEOFFSET_FIELDS if kwds.get(f)), 1)
+    return base // n if base % n == 0 else 1
 
 
 def _to_offset(freq: Any) -> Any:

@@ -41,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from msft_forecast.benchmarks import peers
+from msft_forecast.benchmarks import classical, peers
+from msft_forecast.benchmarks.classical import BASELINES
 from msft_forecast.benchmarks.resources import PeakMemory
-from msft_forecast.data.lsf import LSFDataset, load_lsf
+from msft_forecast.data.lsf import DATASETS, LSFDataset, load_lsf
 from msft_forecast.engine import MSFTEngine, MSFTSettings
 from msft_forecast.msft.strategies import FIT_STRATEGIES
 
@@ -85,25 +86,41 @@ def test_origins(ds: LSFDataset, horizon: int, stride: int) -> np.ndarray:
 
 def score(samples: np.ndarray, mean: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """MSE (mean), MAE (median), CRPS over deciles and the coverage of the central 50%, 80%
-    and 95% intervals, averaged over all."""
-    q = np.quantile(samples, QUANTILES, axis=1)  # (Q, n, H)
-    median = np.quantile(samples, 0.5, axis=1)
-    diff = truth[None] - q
+    and 95% intervals, averaged over all, from ``(n, S, H)`` samples."""
+    levels = np.asarray(classical.LEVELS)
+    q = np.moveaxis(np.quantile(samples, levels, axis=1), 0, 1)  # (n, L, H)
+    return quantile_score(q, mean, truth)
+
+
+def quantile_score(quantiles: np.ndarray, mean: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """:func:`score` from ``(n, L, H)`` quantiles at :data:`classical.LEVELS`."""
+    at = {round(level, 3): quantiles[:, i] for i, level in enumerate(classical.LEVELS)}
+    deciles = np.stack([at[round(float(level), 3)] for level in QUANTILES])  # (9, n, H)
+    diff = truth[None] - deciles
     pinball = np.maximum(QUANTILES[:, None, None] * diff, (QUANTILES[:, None, None] - 1) * diff)
-    crps = 2 * pinball.mean(0).sum() / np.abs(truth).sum()
     out = {
         "mse": float(np.mean((mean - truth) ** 2)),
-        "mae": float(np.mean(np.abs(median - truth))),
-        "crps": float(crps),
+        "mae": float(np.mean(np.abs(at[0.5] - truth))),
+        "crps": float(2 * pinball.mean(0).sum() / np.abs(truth).sum()),
     }
     for level in (50, 80, 95):
-        low, high = np.quantile(samples, [0.5 - level / 200, 0.5 + level / 200], axis=1)
+        low = at[round(0.5 - level / 200, 3)]
+        high = at[round(0.5 + level / 200, 3)]
         out[f"coverage{level}"] = float(((truth >= low) & (truth <= high)).mean())
     return out
 
 
-#: Classical baselines scored on the same windows (point forecasts only).
-BASELINES = ("last-value", "seasonal-naive", "theta")
+def window_errors(mean: np.ndarray, windows: ScoringWindows) -> dict[str, list]:
+    """Squared error of the mean forecast per scored window (averaged over the horizon) and the
+    window's origin index: what :func:`bootstrap_table` resamples.  Stored with each result."""
+    ok = windows.ok
+    se = np.mean((mean[ok] - windows.truth[ok]) ** 2, axis=1)
+    origin = np.tile(np.arange(len(windows.origins)), len(windows.picked))[ok]
+    return {
+        "window_se": [float(f"{v:.6g}") for v in se],
+        "window_origin": [int(v) for v in origin],
+    }
+
 
 #: The paper's ablations of MSFT: name -> engine settings that differ from plain ``msft``.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -135,36 +152,6 @@ def resolve_model(name: str) -> tuple[str, str, dict[str, Any]]:
     if name in BASELINES:
         return "baseline", name, {}
     raise ValueError(f"unknown strategy or model {name!r}; choose from {list(ALL_MODELS)}")
-
-
-def baseline_forecast(name: str, contexts: np.ndarray, horizon: int, season: int) -> np.ndarray:
-    """``(n, H)`` point forecasts of a classical baseline from ``(n, C)`` contexts.
-
-    ``"last-value"`` repeats the last observation, ``"seasonal-naive"`` the last season
-    (one day), ``"theta"`` is sktime's ``ThetaForecaster`` with multiplicative-free
-    deseasonalisation at that season, refitted on every window's context.
-    """
-    if name == "last-value":
-        return np.repeat(contexts[:, -1:], horizon, axis=1)
-    if name == "seasonal-naive":
-        reps = -(-horizon // season)
-        return np.tile(contexts[:, -season:], (1, reps))[:, :horizon]
-    if name == "theta":
-        import warnings
-
-        import pandas as pd
-        from sktime.forecasting.theta import ThetaForecaster
-
-        out = np.empty((contexts.shape[0], horizon))
-        fh = np.arange(1, horizon + 1)
-        for i, ctx in enumerate(contexts):
-            y = pd.Series(ctx + 10.0)  # positive shift: the default decomposition is multiplicative
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                f = ThetaForecaster(sp=season, deseasonalize=True)
-                out[i] = f.fit(y).predict(fh).to_numpy() - 10.0
-        return out
-    raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
 @dataclass(frozen=True)
@@ -205,19 +192,27 @@ def point_result(
     steps: int = 0,
     trainable_parameters: int = 0,
     fit_memory_mb: float | None = None,
+    quantiles: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Score point forecasts ``pred`` (rows as ``windows.truth``): MSE and MAE, no CRPS."""
+    """Score forecasts ``pred`` (rows as ``windows.truth``): MSE and MAE, and with ``(n, L, H)``
+    ``quantiles`` at :data:`classical.LEVELS` also CRPS and coverage (MAE then of the median)."""
     ok, truth = windows.ok, windows.truth
+    if quantiles is not None:
+        metrics = quantile_score(quantiles[ok], pred[ok], truth[ok])
+    else:
+        metrics = {
+            "mse": float(np.mean((pred[ok] - truth[ok]) ** 2)),
+            "mae": float(np.mean(np.abs(pred[ok] - truth[ok]))),
+            "crps": None,
+            "coverage80": None,
+        }
     return RunResult(
         dataset=ds.name,
         strategy=name,
         horizon=int(truth.shape[1]),
         seed=seed,
         settings=settings,
-        mse=float(np.mean((pred[ok] - truth[ok]) ** 2)),
-        mae=float(np.mean(np.abs(pred[ok] - truth[ok]))),
-        crps=None,
-        coverage80=None,
         val_loss=None,
         initial_val_loss=None,
         steps=steps,
@@ -227,6 +222,8 @@ def point_result(
         fit_seconds=fit_seconds,
         windows=int(ok.sum()),
         fit_memory_mb=fit_memory_mb,
+        extra={**(extra or {}), **window_errors(pred, windows)},
+        **metrics,
     )
 
 
@@ -238,25 +235,32 @@ def run_baseline(
     horizon: int,
     channels: list[str] | None = None,
     stride: int = 96,
+    jobs: int = 1,
 ) -> RunResult:
-    """Score a classical baseline on the same test windows as :func:`run_one`."""
+    """Score a classical baseline (:mod:`msft_forecast.benchmarks.classical`), refitted on every
+    test window's context on the data's own scale, on the same windows as :func:`run_one`."""
     w = scoring_windows(ds, horizon, stride, channels)
-    start = time.perf_counter()
+    mean, std = ds.normalisation()
     filled = peers.fill_missing(w.values[:, w.picked])
-    preds = [
-        baseline_forecast(
-            name, np.stack([filled[t - context : t, k] for t in w.origins]), horizon, ds.season
-        )
-        for k in range(len(w.picked))
-    ]
+    start = time.perf_counter()
+    points, quantiles, fallbacks = [], [], 0
+    for k, j in enumerate(w.picked):
+        raw = [filled[max(0, t - context) : t, k] * std[j] + mean[j] for t in w.origins]
+        fc = classical.forecast(name, raw, horizon, ds.season, jobs=jobs)
+        points.append((fc.point - mean[j]) / std[j])
+        if fc.quantiles is not None:
+            quantiles.append((fc.quantiles - mean[j]) / std[j])
+        fallbacks += fc.fallbacks
     return point_result(
         ds,
         name,
         w,
-        np.concatenate(preds),
+        np.concatenate(points),
         seed=0,
         settings={"context_length": context, "season": ds.season},
         fit_seconds=time.perf_counter() - start,
+        quantiles=np.concatenate(quantiles) if quantiles else None,
+        extra={"fallbacks": fallbacks},
     )
 
 
@@ -337,6 +341,7 @@ def run_one(
                 windows=int(w.ok.sum()),
                 fit_memory_mb=memory.peak_mb,
                 sampling=mode or "-",
+                extra=window_errors(mean, w),
                 **metrics,
             )
         )
@@ -572,6 +577,60 @@ def paired_table(results: list[RunResult], model: str, others: tuple[str, ...]) 
     return "\n".join(lines)
 
 
+def bootstrap_table(
+    results: list[RunResult], model: str = "msft", *, draws: int = 2000, seed: int = 0
+) -> str:
+    """``model`` against the best other model of each dataset, paired over the same test windows.
+
+    Per window, the squared errors are averaged over seeds; the relative MSE change is
+    ``sum(model) / sum(other) - 1`` and its 95% interval comes from a bootstrap that resamples
+    forecast origins (all channels of an origin together, since their errors are correlated).
+    "Better" / "worse" when the interval excludes 0, else "within noise".  The best other model
+    is the one with the lowest MSE that is not ``model``, one of its variants (``msft-*``) or a
+    rescoring of it (``msft@...``).
+    """
+    per: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        if r.sampling != "blend" and "window_se" in r.extra:
+            per.setdefault((r.dataset, r.strategy), []).append(r)
+    rng = np.random.default_rng(seed)
+    lines = [
+        f"| dataset | best other | MSE {model} | MSE other | change | 95% interval | windows | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    family = model.split("-")[0]
+    for dataset in dict.fromkeys(r.dataset for r in results):
+        if (dataset, model) not in per:
+            continue
+        others = {
+            m: float(np.mean([r.mse for r in rs]))
+            for (d, m), rs in per.items()
+            if d == dataset and m != model and not m.startswith(family) and "@" not in m
+        }
+        if not others:
+            continue
+        other = min(others, key=others.get)
+        a = np.mean([r.extra["window_se"] for r in per[dataset, model]], axis=0)
+        b = np.mean([r.extra["window_se"] for r in per[dataset, other]], axis=0)
+        origin = np.asarray(per[dataset, model][0].extra["window_origin"])
+        if a.shape != b.shape or origin.tolist() != per[dataset, other][0].extra["window_origin"]:
+            lines.append(f"| {dataset} | {other} | - | - | - | different windows | - | - |")
+            continue
+        ids, inverse = np.unique(origin, return_inverse=True)
+        sa, sb = np.bincount(inverse, a), np.bincount(inverse, b)
+        picks = rng.integers(0, len(ids), size=(draws, len(ids)))
+        boot = sa[picks].sum(1) / sb[picks].sum(1) - 1
+        low, high = np.quantile(boot, [0.025, 0.975])
+        change = a.sum() / b.sum() - 1
+        verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
+        lines.append(
+            f"| {dataset} | {other} | {a.mean():.4f} | {b.mean():.4f} | {100 * change:+.1f}% | "
+            f"{100 * low:+.1f}% .. {100 * high:+.1f}% | {len(a)} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
 def load_results(path: str | Path) -> list[RunResult]:
     """Results written by ``--json``."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -620,7 +679,40 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         action="store_true",
         help="skip the SHA-256 check (for files that are not the published benchmark versions)",
     )
-    parser.add_argument("--datasets", nargs="+", default=["ETTh1"])
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        help=f"built-in datasets with their standard splits: {', '.join(DATASETS)} (default "
+        "ETTh1 unless --data is given)",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="your own CSV or Parquet file(s): a date column and one column per channel, or a "
+        "long table with columns unique_id, ds, y",
+    )
+    parser.add_argument(
+        "--freq", default=None, help="pandas frequency of --data (default: inferred from dates)"
+    )
+    parser.add_argument(
+        "--split",
+        default="auto",
+        help="--data split into train/validation/test: fractions 0.7/0.1/0.2, percentages "
+        "70/10/20, row counts 500,100,200, or last-h[:N] (the last-horizon holdout with N "
+        "rolling origins, for short series); auto: 70/10/20 if its validation and test parts "
+        "hold a horizon each, else last-h",
+    )
+    parser.add_argument(
+        "--season",
+        type=int,
+        default=None,
+        help="season length of --data for the seasonal baselines (default: from the frequency, "
+        "e.g. 24 for hourly, 7 daily, 52 weekly, 12 monthly)",
+    )
+    parser.add_argument("--date-column", default=None, help="date column of a wide --data file")
     parser.add_argument("--channels", nargs="*", default=None, help="default: all channels")
     parser.add_argument(
         "--strategies",
@@ -653,7 +745,25 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     )
     parser.add_argument("--num-scales", type=int, default=4)
     parser.add_argument(
-        "--max-steps", type=int, default=200, help="step budget of every trained model"
+        "--budget",
+        choices=["time", "steps"],
+        default="time",
+        help="time: every trained model (fine-tuned and peer) trains until early stopping on "
+        "the validation split or --time-budget seconds, best weights restored; steps: at most "
+        "--max-steps steps each (the earlier 200-step protocol)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="wall-clock cap per trained model under --budget time",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=200, help="step cap per trained model under --budget steps"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes for the classical baselines' refits"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
     parser.add_argument(
@@ -669,9 +779,10 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     parser.add_argument(
         "--stride",
         nargs="+",
-        default=["96"],
+        default=["auto"],
         metavar="[DATASET=]N",
-        help="steps between test windows, for all datasets or per dataset, e.g. 24 ETTm1=96",
+        help="steps between test windows, for all datasets or per dataset, e.g. 24 ETTm1=96; "
+        "auto: 96 for the built-in sets, 1 for last-h, else at most 64 origins per series",
     )
     parser.add_argument("--num-samples", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -711,6 +822,76 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     return parser
 
 
+@dataclass(frozen=True)
+class BenchmarkData:
+    """A dataset with what the runner uses of it: context, test stride and how it was split."""
+
+    dataset: LSFDataset
+    context: int
+    stride: int
+    description: str
+
+
+def auto_stride(ds: LSFDataset, horizon: int, split: Any | None) -> int:
+    """Test stride when none is given: 96 for a built-in set, 1 for the last-h holdout, else the
+    smallest stride with at most 64 origins per series."""
+    if split is None:
+        return 96
+    if split.protocol == "last-h":
+        return 1
+    return max(1, -(-(ds.test_end - ds.val_end - horizon + 1) // 64))
+
+
+def prepare_data(args, horizon: int) -> list[BenchmarkData]:
+    """The datasets of a run (built-in and ``--data``) with their context, stride and split.
+
+    The context is cut to what the training split allows (training part minus one horizon):
+    every model sees the same inputs, and the from-scratch peers need whole training windows.
+    """
+    out = []
+    names = args.datasets if args.datasets is not None else ([] if args.data else ["ETTh1"])
+    sources = [(name, None) for name in names] + [(None, path) for path in args.data]
+    for name, path in sources:
+        if path is None:
+            ds = load_lsf(name, args.root, download=args.download, verify=not args.no_verify)
+            split = None
+        else:
+            from msft_forecast.data.tables import load_table
+
+            ds, split = load_table(
+                path,
+                horizon=horizon,
+                freq=args.freq,
+                split=args.split,
+                season=args.season,
+                date_column=args.date_column,
+            )
+        asked = int(per_dataset(args.context, ds.name))
+        context = min(asked, ds.train_end - horizon)
+        stride_text = per_dataset(args.stride, ds.name)
+        stride = auto_stride(ds, horizon, split) if stride_text == "auto" else int(stride_text)
+        origins = len(test_origins(ds, horizon, stride))
+        if origins == 0:
+            raise ValueError(
+                f"{ds.name}: no test window of horizon {horizon} with stride {stride}: the test "
+                f"split has {ds.test_end - ds.val_end} rows"
+            )
+        parts = (
+            split.describe()
+            if split is not None
+            else f"{ds.train_end} / {ds.val_end - ds.train_end} / {ds.test_end - ds.val_end} rows "
+            "(standard split)"
+        )
+        cut = f" (cut from {asked}: the training split is short)" if context < asked else ""
+        description = (
+            f"{ds.name}: {len(ds.frame.columns)} series x {len(ds.frame)} steps at frequency "
+            f"{ds.freq}, season {ds.season}; split {parts}; context {context}{cut}; test stride "
+            f"{stride}, {origins} origins per series"
+        )
+        out.append(BenchmarkData(ds, context, stride, description))
+    return out
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResult]:
     """Run the benchmark from command-line arguments (see ``--help``)."""
     parser = build_parser(prog) if prog else build_parser()
@@ -718,37 +899,45 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
     for name in args.strategies:
         try:
             kind, _, _ = resolve_model(name)
-        except ValueError as err:
-            parser.error(str(err))
-        if kind == "peer":
-            try:
+            if kind == "peer":
                 peers.require(name)
-            except ModuleNotFoundError as err:
-                parser.error(str(err))
+            elif kind == "baseline":
+                classical.require(name)
+        except (ValueError, ModuleNotFoundError) as err:
+            parser.error(str(err))
 
     extra = {}
     for item in args.set:
         key, _, raw = item.partition("=")
         extra[key] = json.loads(raw) if raw not in ("", None) else None
     try:
-        contexts = {name: int(per_dataset(args.context, name)) for name in args.datasets}
-        patches = {name: per_dataset(args.patch_size, name) for name in args.datasets}
+        data = prepare_data(args, max(args.horizon))
+        patches = {d.dataset.name: per_dataset(args.patch_size, d.dataset.name) for d in data}
         patches = {k: v if v == "auto" else int(v) for k, v in patches.items()}
-        strides = {name: int(per_dataset(args.stride, name)) for name in args.datasets}
-    except ValueError as err:
-        parser.error(f"--context / --patch-size / --stride: {err}")
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    timed = args.budget == "time"
+    max_steps = peers.UNLIMITED_STEPS if timed else args.max_steps
+    budget_text = (
+        f"time budget {args.time_budget:g} s per trained model (early stopping, best weights "
+        "restored)"
+        if timed
+        else f"step budget {args.max_steps} steps per trained model"
+    )
     env = environment()
     header = (
         f"# machine: {env['cpu']} | torch {env['torch']} | threads {env['threads']} | load "
         f"{env['load']} | commit {env['commit']}\n# backbone {args.backbone} | context "
         f"{' '.join(args.context)} | patch size {' '.join(args.patch_size)} | horizons "
-        f"{args.horizon} | max_steps {args.max_steps} | batch {args.batch_size} | validation "
+        f"{args.horizon} | {budget_text} | batch {args.batch_size} | validation "
         f"every {args.val_check_interval} steps, patience {args.patience} | test stride "
         f"{' '.join(args.stride)} | samples {args.num_samples} | seeds {args.seeds} | accelerator "
         f"{args.accelerator} | extra {extra}"
     )
     print(header, flush=True)
+    for d in data:
+        print(f"# {d.description}", flush=True)
     if any(resolve_model(m)[0] == "engine" for m in args.strategies):
         from msft_forecast.backbones.cache import get_backbone
 
@@ -762,14 +951,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         if args.json:  # after every fit: an interrupted run keeps what it measured
             save(results, args.json, {**env, "argv": vars(args), "complete": False})
 
-    for name in args.datasets:
-        ds = load_lsf(name, args.root, download=args.download, verify=not args.no_verify)
-        context = contexts[name]
+    for d in data:
+        ds, context = d.dataset, d.context
         for horizon, strategy in itertools.product(args.horizon, args.strategies):
             kind, fit_strategy, overrides = resolve_model(strategy)
-            where = dict(horizon=horizon, channels=args.channels, stride=strides[name])
+            where = dict(horizon=horizon, channels=args.channels, stride=d.stride)
             if kind == "baseline":
-                report([run_baseline(ds, strategy, context=context, **where)])
+                report([run_baseline(ds, strategy, context=context, jobs=args.jobs, **where)])
                 continue
             for seed in args.seeds:
                 if kind == "peer":
@@ -780,12 +968,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                         patience=args.patience,
                         seed=seed,
                         accelerator=args.accelerator,
+                        max_time=args.time_budget if timed else None,
                     )
                     report([run_peer(ds, strategy, budget, context=context, **where)])
                     continue
                 options = {
                     "num_scales": args.num_scales,
-                    "patch_size": patches[name],
+                    "patch_size": patches[ds.name],
                     **extra,
                     **overrides,
                 }
@@ -794,7 +983,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                     fit_strategy=fit_strategy,
                     context_length=context,
                     prediction_length=horizon,
-                    max_steps=args.max_steps,
+                    max_steps=max_steps,
+                    max_time=args.time_budget if timed else None,
                     batch_size=args.batch_size,
                     val_check_interval=args.val_check_interval,
                     early_stopping_patience=args.patience,
@@ -811,7 +1001,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                         ds,
                         settings,
                         channels=args.channels,
-                        stride=strides[name],
+                        stride=d.stride,
                         num_samples=args.num_samples,
                         label=strategy,
                         sampling=tuple(args.sampling),
@@ -823,18 +1013,37 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                 )
     print()
     print(markdown_table(results))
+    comparison = bootstrap_table(results) if "msft" in args.strategies else ""
+    if comparison.count("\n") > 1:
+        print("\nMSFT against the best other model, paired over the test windows:\n")
+        print(comparison)
     if args.json:
         save(results, args.json, {**env, "argv": vars(args), "complete": True})
     if args.markdown:
         command = "python -m msft_forecast.benchmarks.lsf " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
+        datasets = "\n".join(f"# {d.description}" for d in data)
         text = (
-            f"{header}\n# command: {command}\n\nMSE (mean over seeds and horizons; best in "
-            f"bold):\n\n"
-            f"{summary_table(results, 'mse')}\n\nEvery run:\n\n{markdown_table(results)}\n"
+            f"{header}\n{datasets}\n# command: {command}\n\nMSE (mean ± std over seeds; best "
+            f"in bold):\n\n{summary_table(results, 'mse')}\n"
         )
-        Path(args.markdown).write_text(text.replace("# ", "- ", 3), encoding="utf-8")
+        if any(r.crps is not None for r in results):
+            text += f"\nCRPS:\n\n{summary_table(results, 'crps')}\n"
+            text += (
+                "\nCoverage of the 80% interval (target 0.80):\n\n"
+                f"{summary_table(results, 'coverage80')}\n"
+            )
+        if comparison.count("\n") > 1:
+            text += (
+                "\nMSFT against the best other model, paired over the same test windows "
+                f"(bootstrap over forecast origins):\n\n{comparison}\n"
+            )
+        text += f"\nEvery run:\n\n{markdown_table(results)}\n"
+        lines = text.splitlines()
+        n_head = 2 + len(data) + 1  # header, data descriptions, command: list items
+        lines[:n_head] = [line.replace("# ", "- ", 1) for line in lines[:n_head]]
+        Path(args.markdown).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return results
 
 

@@ -6,12 +6,21 @@ neuralforecast's ``PatchTST``, ``TimeMixer`` and ``iTransformer`` (the optional 
 ``pip install "msft-forecast[bench]"``; neuralforecast pulls ray and optuna, so it stays out of
 the core install).
 
-Every peer follows the budget rules of the fine-tuned strategies: at most ``max_steps``
-optimisation steps of ``batch_size`` windows, validation every ``val_check_interval`` steps on
-windows from the validation split, early stopping after ``patience`` checks without
-improvement, MSE loss, the library's default learning rate and architecture otherwise.  The
-libraries keep their last weights at the end (they do not restore the best checkpoint; the
-fine-tuned strategies do).  DLinear, NLinear and PatchTST are channel-independent like the
+Two budgets (``PeerBudget``):
+
+* **steps** (``--budget steps``): the fine-tuned strategies' step budget, at most ``max_steps``
+  optimisation steps of ``batch_size`` windows, validation every ``val_check_interval`` steps on
+  windows from the validation split, early stopping after ``patience`` checks without
+  improvement; the libraries keep their last weights, as they do by default.
+* **time** (``--budget time``, as the peers' own users train them): no step cap; training
+  stops at early stopping on the validation split (the same cadence and patience) or when the
+  wall-clock cap ``max_time`` is reached, and the weights of the best validation check are
+  restored (:func:`best_weights_callback`), like the fine-tuned strategies' own.
+
+MSE loss, the library's default learning rate and architecture otherwise.  Validation runs
+every ``val_check_interval`` steps rather than at the libraries' default of once per epoch: an
+epoch of ETTm1 is about 7,500 steps, more than a CPU budget allows, so early stopping would
+never look.  DLinear, NLinear and PatchTST are channel-independent like the
 fine-tuned models; TimeMixer and iTransformer are multivariate by design and see all channels
 of a dataset together (their published setting), on the same windows and normalisation.
 PatchTST draws its windows from one channel per step (see :func:`fit_predict`).
@@ -50,9 +59,17 @@ MULTIVARIATE_PEERS = frozenset({"timemixer", "itransformer"})
 VALIDATION_WINDOWS = 256
 
 
+#: Step cap standing for "no cap" under a time budget (the wall clock binds long before).
+UNLIMITED_STEPS = 10_000_000
+
+
 @dataclass(frozen=True)
 class PeerBudget:
-    """Training budget shared with the fine-tuned strategies."""
+    """Training budget shared with the fine-tuned strategies.
+
+    ``max_time`` (seconds) set: the time budget (no step cap, best weights restored);
+    otherwise the step budget of ``max_steps`` steps.
+    """
 
     max_steps: int = 200
     batch_size: int = 32
@@ -60,6 +77,22 @@ class PeerBudget:
     patience: int = 3
     seed: int = 0
     accelerator: str = "cpu"
+    max_time: float | None = None
+
+    @property
+    def steps_cap(self) -> int:
+        return UNLIMITED_STEPS if self.max_time is not None else self.max_steps
+
+    def trainer_kwargs(self, monitor: str) -> dict:
+        """Lightning Trainer arguments of the time budget (none for the step budget)."""
+        if self.max_time is None:
+            return {}
+        from datetime import timedelta
+
+        return {
+            "max_time": timedelta(seconds=float(self.max_time)),
+            "callbacks": [best_weights_callback(monitor)],
+        }
 
 
 @dataclass
@@ -144,6 +177,38 @@ def fill_missing(values: np.ndarray) -> np.ndarray:
     return pd.DataFrame(values).ffill().bfill().to_numpy()
 
 
+def best_weights_callback(monitor: str):
+    """A Lightning callback that keeps the weights of the best validation check in memory and
+    restores them when training ends: what the fine-tuned strategies do, for libraries that
+    keep their last weights (Darts without checkpoints, neuralforecast).
+
+    ``monitor`` is the logged validation metric.  Built here so that Lightning is imported only
+    when a peer trains.
+    """
+    from pytorch_lightning.callbacks import Callback
+
+    class BestWeights(Callback):
+        def __init__(self) -> None:
+            self.best = float("inf")
+            self.best_step: int | None = None
+            self._state: dict | None = None
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
+            value = trainer.callback_metrics.get(monitor)
+            if value is None or not np.isfinite(float(value)) or float(value) >= self.best:
+                return
+            self.best, self.best_step = float(value), int(trainer.global_step)
+            self._state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+        def on_fit_end(self, trainer, pl_module) -> None:
+            if self._state is not None:
+                pl_module.load_state_dict(self._state)
+
+    return BestWeights()
+
+
 def _trainable(module) -> int:
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
@@ -164,6 +229,7 @@ def _fit_predict_darts(
     from pytorch_lightning.callbacks import EarlyStopping
 
     cls = {"dlinear": DLinearModel, "nlinear": NLinearModel}[name]
+    extra = budget.trainer_kwargs("val_loss")
     channels = values.shape[1]
     as_series = [TimeSeries.from_values(values[:, j].astype(np.float32)) for j in range(channels)]
     train = [s[:train_end] for s in as_series]
@@ -172,14 +238,18 @@ def _fit_predict_darts(
         input_chunk_length=context,
         output_chunk_length=horizon,
         batch_size=budget.batch_size,
-        n_epochs=10_000,  # the step budget binds first
+        n_epochs=10_000,  # the step cap, the time cap or early stopping binds first
         random_state=budget.seed,
         pl_trainer_kwargs={
             "accelerator": budget.accelerator,
-            "max_steps": budget.max_steps,
+            "max_steps": budget.steps_cap,
             "val_check_interval": budget.val_check_interval,
             "check_val_every_n_epoch": None,
-            "callbacks": [EarlyStopping("val_loss", patience=budget.patience)],
+            "callbacks": [
+                EarlyStopping("val_loss", patience=budget.patience),
+                *extra.pop("callbacks", []),
+            ],
+            **extra,
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "logger": False,
@@ -231,7 +301,7 @@ def _fit_predict_neuralforecast(
         input_size=context,
         loss=MSE(),
         valid_loss=MSE(),
-        max_steps=budget.max_steps,
+        max_steps=budget.steps_cap,
         val_check_steps=budget.val_check_interval,
         early_stop_patience_steps=budget.patience,
         windows_batch_size=budget.batch_size,
@@ -243,6 +313,7 @@ def _fit_predict_neuralforecast(
         enable_model_summary=False,
         logger=False,
         enable_checkpointing=False,
+        **budget.trainer_kwargs("ptl/val_loss"),
     )
     if name == "patchtst":
         # one channel per step (its windows_batch_size windows): neuralforecast materialises

@@ -22,11 +22,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from msft_forecast.frequencies import season_length
 
 #: name -> (file stem, frequency, train rows, validation rows or None for 7:1:2)
 DATASETS: dict[str, tuple[str, str, int | None, int | None]] = {
@@ -51,10 +54,6 @@ SOURCES = {
     for stem in ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
 }
 
-#: Season lengths used by the seasonal-naive baseline (one day).
-SEASON = {"h": 24, "15min": 96, "10min": 144}
-
-
 @dataclass(frozen=True)
 class LSFDataset:
     """A benchmark dataset: all rows, channel names and split boundaries.
@@ -69,6 +68,10 @@ class LSFDataset:
     train_end, val_end, test_end : int
         Row positions where the validation split starts, the test split starts and the test
         split ends (ETT files hold more rows than the standard 20 months; those are unused).
+    season : int
+        Steps in one seasonal cycle, for the seasonal baselines; 0 (the default) takes it from
+        the frequency (:func:`msft_forecast.frequencies.season_length`: a day for the five
+        LSF sets).
     """
 
     name: str
@@ -77,17 +80,25 @@ class LSFDataset:
     train_end: int
     val_end: int
     test_end: int
+    season: int = 0
 
-    @property
-    def season(self) -> int:
-        return SEASON[self.freq]
+    def __post_init__(self) -> None:
+        if not self.season:
+            object.__setattr__(self, "season", season_length(self.freq))
+
+    def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and scale of the training split (scale 1 for a constant channel)."""
+        train = self.frame.to_numpy(dtype=np.float64)[: self.train_end]
+        with warnings.catch_warnings():  # an all-missing training column: mean 0, scale 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(train, axis=0), np.nanstd(train, axis=0)
+        ok = np.isfinite(std) & (std > 0)
+        return np.where(np.isfinite(mean), mean, 0.0), np.where(ok, std, 1.0)
 
     def normalised(self) -> np.ndarray:
         """``(rows, channels)`` values z-normalised with the training split's mean and std."""
-        values = self.frame.to_numpy(dtype=np.float64)
-        train = values[: self.train_end]
-        mean, std = np.nanmean(train, axis=0), np.nanstd(train, axis=0)
-        return (values - mean) / np.where(std > 0, std, 1.0)
+        mean, std = self.normalisation()
+        return (self.frame.to_numpy(dtype=np.float64) - mean) / std
 
 
 def default_root() -> Path | None:

@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "benchmark",
-        help="run the long-horizon benchmark (python -m msft_forecast.benchmarks.lsf)",
+        help="benchmark the strategies, peers and classical baselines on the long-horizon sets "
+        "or your own file with --data (python -m msft_forecast.benchmarks.lsf)",
         add_help=False,
     )
     b.set_defaults(func=None)

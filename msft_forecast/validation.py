@@ -202,8 +202,13 @@ def unit_scale(values: np.ndarray) -> float:
     observed = values[np.isfinite(values)]
     if observed.size == 0:
         return 1.0
-    center = observed - observed.mean()
+    # divided by the largest magnitude first: squares of 1e300 overflow, of 1e-300 underflow
+    peak = float(np.max(np.abs(observed)))
+    if peak == 0:
+        return 1.0
+    unit = observed / peak
+    center = unit - unit.mean()
     spread = float(np.sqrt(np.mean(center * center)))
-    level = float(np.mean(np.abs(observed)))
-    scale = spread if spread > 1e-6 * level else level
+    level = float(np.mean(np.abs(unit)))
+    scale = (spread if spread > 1e-6 * level else level) * peak
     return scale if scale > 0 and np.isfinite(scale) else 1.0

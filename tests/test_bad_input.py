@@ -307,7 +307,9 @@ def test_constant_series_gives_finite_forecasts(tmp_path, cli, level):
 SCALE_RTOL = 1e-6
 
 
-@pytest.mark.parametrize("c", [1e12, 1e-12], ids=["1e12", "1e-12"])
+@pytest.mark.parametrize(
+    "c", [1e12, 1e-12, 1e300, 1e-300], ids=["1e12", "1e-12", "1e300", "1e-300"]
+)
 def test_magnitudes_are_finite_and_scale_equivariant(tmp_path, cli, c):
     y = _hourly(_values())
     alpha = [0.1, 0.5, 0.9]

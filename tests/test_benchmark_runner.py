@@ -45,20 +45,26 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
     if not all(peers.available(p) for p in reproduce.PEERS):
         pytest.fail('the benchmark peers need the bench extra: pip install -e ".[bench]"')
     page = tmp_path / "page.md"
-    page.write_text(
-        "intro\n"
-        + "".join(
+
+    def markers(sections) -> str:
+        return "intro\n" + "".join(
             f"<!-- reproduce:{s} -->\nSTALE-TABLE\n<!-- /reproduce:{s} -->\nprose {s}\n"
-            for s in reproduce.SECTIONS
-        ),
+            for s in sections
+        )
+
+    page.write_text(
+        markers(s for s in reproduce.SECTIONS if s not in reproduce.SECTION_PAGES),
         encoding="utf-8",
     )
+    for section, name in reproduce.SECTION_PAGES.items():
+        (tmp_path / name).write_text(markers([section]), encoding="utf-8")
     out = tmp_path / "out"
     reproduce.main(
         ["--smoke", "--no-verify", "--root", str(fake_lsf_root), "--out-dir", str(out),
          "--page", str(page)]
     )  # fmt: skip
     text = page.read_text(encoding="utf-8")
+    text += "".join((tmp_path / name).read_text() for name in reproduce.SECTION_PAGES.values())
     assert "STALE-TABLE" not in text
     for section in reproduce.SECTIONS:
         assert f"prose {section}" in text  # prose outside the markers is kept
@@ -70,7 +76,16 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
     expected = set(reproduce.STRATEGIES + reproduce.PEERS + reproduce.BASELINES)
     assert names == expected
     headline = (out / "headline.md").read_text()
-    assert "| dataset | zero-shot | linear-probe |" in headline and "| itransformer |" in headline
+    assert "| dataset | zero-shot | msft | dlinear | autoets | autotheta |" in headline
+    assert "| ETTh1 | seasonal-naive |" in headline or "| ETTh1 | autoets |" in headline
+    assert "| ETTh1 | dlinear | " in headline  # the two budgets side by side
+    fair = json.loads((out / "fair_h96.json").read_text())["results"]
+    assert {r["settings"]["max_time"] for r in fair if r["strategy"] != "zero-shot"} == {5}
+    classical = json.loads((out / "classical_h96.json").read_text())["results"]
+    assert {r["strategy"] for r in classical} == {"autoets", "autotheta", "seasonal-naive"}
+    assert all(r["crps"] is not None for r in classical if r["strategy"] != "seasonal-naive")
+    own = (out / "own_data.md").read_text()
+    assert "co2_weekly: 1 series x 2284 steps at frequency W-SAT, season 52" in own
     for r in results:
         assert math.isfinite(r["mse"]) and math.isfinite(r["mae"]), r["strategy"]
         assert r["windows"] > 0

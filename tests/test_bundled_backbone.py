@@ -46,11 +46,13 @@ def test_moirai_tiny_loads_and_forecasts_without_network(no_network, seasonal_se
 
 
 def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path) -> None:
-    """Re-running the pre-training from its seed retraces the shipped record's first steps exactly.
+    """Re-running the pre-training from its seed retraces the shipped record's first steps.
 
     The shipped checkpoint was made by the command in ``docs/backbones.md`` on the current
-    backbone and pre-training code, with one thread; a rerun with the same settings repeats its
-    per-step losses, gradient norms and learning rates bit for bit (compared here through the
+    backbone and pre-training code, with one thread, on an AMD machine.  Another CPU type
+    changes the low-order bits of float (and above all bf16) kernels, so the rerun is compared
+    with the record within a relative 1e-3 (an Intel machine gave 4.8625 for the recorded 4.8612
+    at step 25); on one machine a rerun repeats itself bit for bit (compared through the
     record's 25-step block averages, the same arithmetic that wrote them).
     """
     from msft_forecast.pretraining.pretrain import PretrainConfig, loss_curve, pretrain
@@ -63,7 +65,14 @@ def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path) -> None:
     cfg = PretrainConfig(**settings)
     every = record["loss_curve_every"]
     blocks = 2
-    state = pretrain(cfg, tmp_path, fresh=True, stop_at_step=blocks * every, log=lambda _: None)
+    state = pretrain(
+        cfg, tmp_path / "a", fresh=True, stop_at_step=blocks * every, log=lambda _: None
+    )
     rerun = loss_curve(state, every)
     assert len(rerun) == blocks
-    assert rerun == record["loss_curve"][:blocks]
+    for got, shipped in zip(rerun, record["loss_curve"][:blocks], strict=True):
+        assert got["step"] == shipped["step"]
+        for key in ("loss", "nll_scaled", "grad_norm", "lr"):
+            assert got[key] == pytest.approx(shipped[key], rel=1e-3), (got["step"], key)
+    again = pretrain(cfg, tmp_path / "b", fresh=True, stop_at_step=every, log=lambda _: None)
+    assert loss_curve(again, every) == rerun[:1]  # same machine: bit for bit

@@ -190,3 +190,91 @@ def test_backbone_is_read_once_per_process_and_shared(ckpt) -> None:
     copy_.encoder.layers[0].aggregator = torch.nn.Identity()
     assert a.module.encoder.layers[0].aggregator is None
     assert cache._CACHE  # noqa: SLF001
+
+
+# --- untrusted checkpoints: refused before anything large is allocated ---------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("num_layers", 10**6), ("d_model", 2**30), ("patch_sizes", [8, 2**31]),
+     ("max_seq_len", 10**9)],
+)  # fmt: skip
+def test_absurd_sizes_are_refused_naming_the_field(ckpt, field: str, value) -> None:
+    import resource
+
+    config = json.loads((ckpt / "config.json").read_text())
+    config[field] = value
+    (ckpt / "config.json").write_text(json.dumps(config))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=f"field '{field}' is .*above the limit"):
+        load_backbone(str(ckpt))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100  # refused from the numbers, not after trying
+
+
+def test_absurd_moment_size_in_t5_config_is_refused(tiny_moment_dir, tmp_path) -> None:
+    folder = tmp_path / "moment"
+    shutil.copytree(tiny_moment_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["t5_config"]["d_ff"] = 2**40
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"field 't5_config\.d_ff'"):
+        load_backbone(str(folder))
+
+
+def test_deeply_nested_json_is_a_checkpoint_error(ckpt) -> None:
+    (ckpt / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nested too deeply|nested deeper"):
+        load_backbone(str(ckpt))
+    nested: list = [1]
+    for _ in range(20):
+        nested = [nested]
+    (ckpt / "config.json").write_text(json.dumps({"a": nested}))
+    with pytest.raises(CheckpointError, match="nested deeper than 16"):
+        load_backbone(str(ckpt))
+
+
+def test_huge_config_file_is_refused(ckpt) -> None:
+    (ckpt / "config.json").write_text(json.dumps({"pad": "x" * (2 << 20)}))
+    with pytest.raises(CheckpointError, match="a backbone config is a few KiB"):
+        load_backbone(str(ckpt))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16, torch.float64])
+def test_weights_of_another_dtype_are_refused_naming_the_tensor(ckpt, dtype) -> None:
+    weights = load_file(str(ckpt / "model.safetensors"))
+    key = "encoder.layers.0.self_attn.q_proj.weight"
+    weights[key] = weights[key].to(dtype)
+    save_file(weights, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"{key.replace('.', '[.]')}' is stored as"):
+        load_backbone(str(ckpt))
+
+
+def test_non_finite_weights_are_refused(ckpt) -> None:
+    weights = load_file(str(ckpt / "model.safetensors"))
+    key = "encoder.layers.0.self_attn.q_proj.weight"
+    weights[key][0, 0] = float("nan")
+    save_file(weights, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="NaN or infinite values"):
+        load_backbone(str(ckpt))
+
+
+def test_cli_reports_a_hostile_checkpoint_in_one_line(ckpt, tmp_path, capsys) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from msft_forecast import cli
+
+    config = json.loads((ckpt / "config.json").read_text())
+    config["num_layers"] = 10**6
+    (ckpt / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "y.csv"
+    pd.DataFrame(
+        {"date": pd.date_range("2020-01-01", periods=200, freq="h"), "y": np.arange(200.0)}
+    ).to_csv(data, index=False)
+    code = cli.main(["forecast", str(data), "--horizon", "4", "--backbone", str(ckpt),
+                     "--strategy", "zero-shot", "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "num_layers" in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -262,19 +262,167 @@ def _check_folder(folder: Path) -> None:
     )
 
 
+#: Largest ``config.json`` read (the published ones are under 2 KiB).
+MAX_CONFIG_BYTES = 1 << 20
+#: Deepest nesting of JSON objects and lists in ``config.json`` (the published ones: 3).
+MAX_CONFIG_DEPTH = 16
+
+#: Upper bounds on the architecture sizes a ``config.json`` may ask for, wherever the field
+#: appears (top level or ``t5_config``): at least 4x the largest published model's (Moirai-1.1
+#: large: d_model 1024, 24 layers, patches up to 128, max_seq_len 512; MOMENT-1-large: d_model
+#: 1024, d_ff 2816, 24 layers, 16 heads), small enough that a hostile or corrupt file cannot
+#: make the loader allocate without limit before the weights are compared with it.
+SIZE_LIMITS: dict[str, int] = {
+    "d_model": 8192,
+    "d_ff": 32768,
+    "d_kv": 1024,
+    "num_heads": 128,
+    "num_layers": 128,
+    "patch_sizes": 4096,
+    "patch_len": 4096,
+    "patch_stride_len": 4096,
+    "max_seq_len": 1 << 16,
+    "seq_len": 1 << 16,
+    "relative_attention_num_buckets": 1024,
+    "relative_attention_max_distance": 1 << 16,
+}
+
+
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read ``config.json`` of a checkpoint folder as plain JSON (nothing is instantiated)."""
+    """Read ``config.json`` of a checkpoint folder as plain JSON (nothing is instantiated).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, larger than :data:`MAX_CONFIG_BYTES`, not JSON, nested deeper than
+        :data:`MAX_CONFIG_DEPTH`, or not a JSON object.
+    """
     path = Path(folder) / CONFIG_FILE
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(
+                f"{path} is {size} bytes; a backbone config is a few KiB (at most "
+                f"{MAX_CONFIG_BYTES}). This is not a checkpoint's config.json."
+            )
         with open(path, encoding="utf-8") as fh:
             config = json.load(fh)
     except FileNotFoundError as err:
         raise CheckpointError(f"{path} does not exist.") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise CheckpointError(
+            f"{path} is nested too deeply to be a backbone config (at most {MAX_CONFIG_DEPTH} "
+            "levels)."
+        ) from err
+    if _depth(config) > MAX_CONFIG_DEPTH:
+        raise CheckpointError(
+            f"{path} is nested deeper than {MAX_CONFIG_DEPTH} levels; a backbone config has 3."
+        )
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}.")
+    check_size_limits(config)
     return config
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_CONFIG_DEPTH:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_size_limits(config: dict[str, Any]) -> None:
+    """Refuse architecture sizes above :data:`SIZE_LIMITS`, naming the field, before anything
+    is built."""
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        prefix, item = stack.pop()
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                stack.append((f"{name}.", value))
+                continue
+            limit = SIZE_LIMITS.get(str(key))
+            if limit is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > limit:
+                    raise CheckpointError(
+                        f"config.json field {name!r} is {v}, above the limit of {limit} for "
+                        "this loader (4x and more the largest published model); the file is "
+                        "corrupt or not a supported backbone."
+                    )
+
+
+def check_weights_file(
+    folder: str | os.PathLike, expected: dict[str, torch.Tensor], ignore: tuple[str, ...] = ()
+) -> None:
+    """Compare ``model.safetensors``' header with the architecture before reading any weight.
+
+    ``expected`` is the state dict of the module built on the ``meta`` device (shapes and
+    dtypes, no memory).  Names, shapes and dtypes must all match, so the weights that are then
+    read are exactly what the architecture allocates.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; a checkpoint folder holds {WEIGHTS_FILE}.")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = {
+                k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype())
+                for k in fh.keys()
+                if k not in ignore
+            }
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path} is corrupt or truncated and cannot be read as safetensors ({err}). Delete it "
+            f"and download or export it again."
+        ) from err
+    _compare_names(set(expected), set(header))
+    for key, tensor in expected.items():
+        shape, dtype = header[key]
+        if shape != tuple(tensor.shape):
+            raise CheckpointError(
+                f"Tensor {key!r} has shape {shape} in the checkpoint but the architecture in "
+                f"config.json needs {tuple(tensor.shape)}; config.json and model.safetensors "
+                f"come from different models."
+            )
+        wanted = _SAFETENSORS_DTYPES.get(tensor.dtype)
+        if dtype != wanted:
+            raise CheckpointError(
+                f"Tensor {key!r} is stored as {dtype} in {path.name}; the backbone's weights are "
+                f"{wanted} (the published checkpoints' type). Export the weights in {wanted}."
+            )
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+
+
+def _compare_names(expected: set[str], given: set[str]) -> None:
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        problems = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                more = " ..." if len(keys) > 5 else ""
+                problems.append(f"{what} tensors {keys[:5]}{more}")
+        raise CheckpointError(
+            "The weights do not match the architecture in config.json: " + "; ".join(problems)
+        )
 
 
 def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -306,18 +454,33 @@ def backbone_kind(config: dict[str, Any]) -> BackboneKind:
     )
 
 
-def build_module(config: dict[str, Any]) -> tuple[BackboneKind, Any, nn.Module]:
-    """Build an untrained module from a parsed ``config.json``; returns (kind, config, module)."""
+def parse_config(config: dict[str, Any]) -> tuple[BackboneKind, Any]:
+    """The backbone kind and its validated config (sizes within :data:`SIZE_LIMITS`)."""
+    check_size_limits(config)
     kind = backbone_kind(config)
     if kind == "moirai":
-        from msft_forecast.backbones.moirai import MoiraiConfig, MoiraiModule
+        from msft_forecast.backbones.moirai import MoiraiConfig
 
-        parsed = MoiraiConfig.from_dict(config)
-        return kind, parsed, MoiraiModule(parsed)
-    from msft_forecast.backbones.moment import MomentConfig, MomentModule
+        return kind, MoiraiConfig.from_dict(config)
+    from msft_forecast.backbones.moment import MomentConfig
 
-    parsed = MomentConfig.from_dict(config)
-    return kind, parsed, MomentModule(parsed)
+    return kind, MomentConfig.from_dict(config)
+
+
+def _module(kind: BackboneKind, parsed: Any) -> nn.Module:
+    if kind == "moirai":
+        from msft_forecast.backbones.moirai import MoiraiModule
+
+        return MoiraiModule(parsed)
+    from msft_forecast.backbones.moment import MomentModule
+
+    return MomentModule(parsed)
+
+
+def build_module(config: dict[str, Any]) -> tuple[BackboneKind, Any, nn.Module]:
+    """Build an untrained module from a parsed ``config.json``; returns (kind, config, module)."""
+    kind, parsed = parse_config(config)
+    return kind, parsed, _module(kind, parsed)
 
 
 def _ignored_keys(kind: BackboneKind) -> tuple[str, ...]:
@@ -334,23 +497,23 @@ def load_state_dict_checked(
     """Load ``state_dict`` strictly, with errors that name the offending tensors."""
     expected = module.state_dict()
     given = {k: v for k, v in state_dict.items() if k not in ignore}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    if missing or unexpected:
-        problems = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                more = " ..." if len(keys) > 5 else ""
-                problems.append(f"{what} tensors {keys[:5]}{more}")
-        raise CheckpointError(
-            "The weights do not match the architecture in config.json: " + "; ".join(problems)
-        )
+    _compare_names(set(expected), set(given))
     for key, tensor in given.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f"Tensor {key!r} has shape {tuple(tensor.shape)} in the checkpoint but the "
                 f"architecture in config.json needs {tuple(expected[key].shape)}; config.json and "
                 f"model.safetensors come from different models."
+            )
+        if tensor.dtype != expected[key].dtype:
+            raise CheckpointError(
+                f"Tensor {key!r} is {tensor.dtype} in the checkpoint; the backbone's weights are "
+                f"{expected[key].dtype}. Export the weights in {expected[key].dtype}."
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"Tensor {key!r} holds NaN or infinite values; the checkpoint is corrupt. Delete "
+                "it and download or export it again."
             )
     module.load_state_dict(given, strict=True)
 
@@ -376,8 +539,13 @@ def load_backbone(
     """
     source = resolve_checkpoint(name, revision, cache_dir=cache_dir, allow_fallback=allow_fallback)
     raw = read_config(source.folder)
-    kind, parsed, module = build_module(raw)
-    load_state_dict_checked(module, read_weights(source.folder), ignore=_ignored_keys(kind))
+    kind, parsed = parse_config(raw)
+    ignore = _ignored_keys(kind)
+    with torch.device("meta"):  # shapes and dtypes only: nothing allocated yet
+        skeleton = _module(kind, parsed)
+    check_weights_file(source.folder, skeleton.state_dict(), ignore)
+    module = _module(kind, parsed)
+    load_state_dict_checked(module, read_weights(source.folder), ignore=ignore)
     module.eval()
     return LoadedBackbone(kind=kind, module=module, config=parsed, source=source, raw_config=raw)
 

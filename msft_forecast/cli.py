@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,56 @@ class InputError(ValueError):
     """Bad input: reported as one line on stderr with exit status 2."""
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+#: Column separators recognised in a CSV's first lines when ``--sep`` is not given.
+SEPARATORS = ",;\t|"
+
+
+def _read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffixes = "".join(path.suffixes).lower()
     try:
         if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return pd.read_csv(path, sep=sep or _sniff_separator(path))
     except Exception as err:  # pandas raises many types for unreadable files
         raise InputError(f"{path}: cannot be read as CSV/Parquet ({err})") from err
+
+
+def _sniff_separator(path: Path) -> str:
+    """The separator of a CSV from its first lines (``,`` when they do not tell)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            sample = "".join(fh.readline() for _ in range(20))
+        return csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+    except (csv.Error, OSError):
+        return ","
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse unusable ``--output`` / ``--plot`` locations before any fine-tuning starts."""
+    source = Path(args.input)
+    targets = [(flag, value) for flag, value in (("--output", args.output), ("--plot", args.plot))]
+    seen: dict[Path, str] = {}
+    for flag, value in targets:
+        if value is None:
+            continue
+        target = Path(value)
+        if target.is_dir():
+            raise InputError(f"{flag} {target} is a folder; give a file name inside it")
+        if not target.parent.is_dir():
+            raise InputError(
+                f"{flag} {target}: the folder {target.parent} does not exist; create it first"
+            )
+        if source.exists() and target.exists() and target.resolve() == source.resolve():
+            raise InputError(f"{flag} {target} is the input file; write the result elsewhere")
+        if target.resolve() in seen:
+            raise InputError(f"{flag} and {seen[target.resolve()]} name the same file {target}")
+        seen[target.resolve()] = flag
 
 
 def _time_column(frame: pd.DataFrame, name: str | None) -> str:
@@ -65,10 +106,14 @@ def _time_column(frame: pd.DataFrame, name: str | None) -> str:
 
 
 def load_series(
-    path: Path, time_column: str | None, columns: list[str] | None, freq: str | None
+    path: Path,
+    time_column: str | None,
+    columns: list[str] | None,
+    freq: str | None,
+    sep: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The file as a frame indexed by time (regular, sorted) with numeric value columns."""
-    frame = _read_table(path)
+    frame = _read_table(path, sep)
     if frame.empty:
         raise InputError(f"{path}: the file has no rows")
     tcol = _time_column(frame, time_column)
@@ -127,7 +172,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     for flag, value in (("--horizon", args.horizon), ("--num-samples", args.num_samples)):
         if value < 1:
             raise InputError(f"{flag} must be a positive integer, got {value}")
-    frame, freq = load_series(Path(args.input), args.time_column, args.columns, args.freq)
+    check_output_paths(args)
+    frame, freq = load_series(Path(args.input), args.time_column, args.columns, args.freq, args.sep)
     quantiles = sorted(set(args.quantiles))
     if any(not 0 < q < 1 for q in quantiles):
         raise InputError("--quantiles must lie strictly between 0 and 1")
@@ -218,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--freq", default=None, help="pandas frequency (default: inferred)")
     f.add_argument(
+        "--sep",
+        default=None,
+        help="CSV column separator (default: recognised from the first lines among , ; tab |)",
+    )
+    f.add_argument(
         "--backbone",
         default="moirai-tiny",
         help="short name ('moirai-tiny' bundled, offline; 'moirai', 'moirai-base', "
@@ -307,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     from msft_forecast.training.lightning import NonFiniteLossError
 
     try:
-        return args.func(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return args.func(args)
+            finally:
+                _report_warnings(caught)
     except (InputError, ValueError) as err:
         print(f"msft-forecast: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -317,6 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("msft-forecast: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _report_warnings(caught: list) -> None:
+    """Each distinct warning once, as one line on stderr (not Python's file:line form)."""
+    seen = set()
+    for item in caught:
+        text = _one_line(item.message)
+        if text and text not in seen:
+            seen.add(text)
+            print(f"msft-forecast: warning: {text}", file=sys.stderr)
 
 
 def _one_line(err: BaseException) -> str:

@@ -294,7 +294,20 @@ class MSFTEngine:
     # -------------------------------------------------------------------------------- backbone
     def _backbone(self):
         s = self.settings
-        return get_backbone(s.backbone, s.revision, allow_fallback=s.allow_fallback)
+        name = s.backbone
+        recorded = (self.backbone_source_ or {}).get("location")
+        if (
+            isinstance(name, str)
+            and recorded
+            and os.path.isabs(recorded)
+            and os.path.isdir(recorded)
+            and not os.path.isdir(name)
+        ):
+            # a fitted engine restored elsewhere (pickle, save/load from another working
+            # directory): the folder resolved at fit time, not a relative name that no longer
+            # points at it
+            name = recorded
+        return get_backbone(name, s.revision, allow_fallback=s.allow_fallback)
 
     @property
     def is_fitted(self) -> bool:
@@ -754,6 +767,7 @@ class MSFTEngine:
             return engine
         report = FitReport(**meta["report"])
         report.patch_size_scores = {int(k): v for k, v in report.patch_size_scores.items()}
+        engine.backbone_source_ = meta.get("backbone")
         model = engine.build_model(report.patch_size, int(engine.settings.prediction_length))
         tensors = dict(state["tensors"])
         residuals = tensors.pop("__residuals__", None)

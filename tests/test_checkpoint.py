@@ -278,3 +278,33 @@ def test_cli_reports_a_hostile_checkpoint_in_one_line(ckpt, tmp_path, capsys) ->
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "num_layers" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_pickled_forecaster_finds_a_relative_backbone_from_elsewhere(
+    tiny_moirai_dir, tmp_path, monkeypatch
+) -> None:
+    """The folder resolved at fit time is kept: unpickling in another working directory works."""
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    from msft_forecast import MSFTForecaster
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_moirai_dir, work / "my_backbone")
+    monkeypatch.chdir(work)
+    y = pd.Series(
+        5 + np.sin(np.arange(120) / 4), index=pd.date_range("2024-01-01", periods=120, freq="h")
+    )
+    forecaster = MSFTForecaster(
+        backbone="my_backbone", fit_strategy="zero-shot", context_length=32, random_state=0
+    ).fit(y, fh=[1, 2, 3])
+    expected = forecaster.predict()
+    blob = pickle.dumps(forecaster)
+    monkeypatch.chdir(elsewhere)
+    clear_backbone_cache()  # as in a new process: the backbone is read from disk again
+    restored = pickle.loads(blob)
+    pd.testing.assert_series_equal(restored.predict(), expected)

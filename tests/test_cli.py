@@ -116,3 +116,68 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make, message) -> Non
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+def _refuse_fit(monkeypatch) -> None:
+    """Make any fine-tune fail loudly: the checks under test must come before it."""
+    from msft_forecast import engine
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fine-tuning started before the output paths were checked")
+
+    monkeypatch.setattr(engine.MSFTEngine, "fit", no_fit)
+
+
+@pytest.mark.parametrize(
+    ("flag", "target", "message"),
+    [
+        ("--output", "missing/out.csv", "does not exist; create it first"),
+        ("--plot", "missing/plot.png", "does not exist; create it first"),
+        ("--output", "in.csv", "is the input file"),
+        ("--output", ".", "is a folder"),
+    ],
+)
+def test_output_locations_are_checked_before_fine_tuning(
+    tmp_path, capsys, monkeypatch, flag, target, message
+) -> None:
+    _refuse_fit(monkeypatch)
+    path = _csv(tmp_path / "in.csv")
+    before = (tmp_path / "in.csv").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    code = main(["forecast", path, "--horizon", "4", flag, target])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert (tmp_path / "in.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_separator_is_recognised_or_given(tiny_moirai_dir, tmp_path, capsys, sep) -> None:
+    path = tmp_path / "in.csv"
+    t = pd.date_range("2024-01-01", periods=120, freq="h")
+    pd.DataFrame({"when": t, "load": 5 + np.sin(np.arange(120) / 4)}).to_csv(
+        path, index=False, sep=sep
+    )
+    common = ["--horizon", "3", "--backbone", str(tiny_moirai_dir), "--context", "32",
+              "--strategy", "zero-shot", "--num-samples", "10"]  # fmt: skip
+    assert main(["forecast", str(path), *common]) == 0
+    assert main(["forecast", str(path), "--sep", sep, *common]) == 0
+    out = capsys.readouterr().out
+    assert "load" in out
+
+
+def test_warnings_are_one_line_each(tmp_path, capsys, monkeypatch) -> None:
+    import warnings
+
+    from msft_forecast import cli
+
+    def noisy(args):
+        warnings.warn("first\nwarning text", UserWarning, stacklevel=1)
+        warnings.warn("first\nwarning text", UserWarning, stacklevel=1)
+        warnings.warn("second", FutureWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_forecast", noisy)
+    path = _csv(tmp_path / "in.csv")
+    assert main(["forecast", path, "--horizon", "4"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["msft-forecast: warning: first warning text", "msft-forecast: warning: second"]

@@ -638,8 +638,12 @@ def load_results(path: str | Path) -> list[RunResult]:
 
 
 def save(results: list[RunResult], path: str | Path, header: dict[str, Any]) -> None:
+    """Write the results as JSON, one result per line (their per-window errors make a result
+    long; one line each keeps the file small and its diffs readable)."""
+    rows = ",\n".join(json.dumps(asdict(r), separators=(",", ":")) for r in results)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"environment": header, "results": [asdict(r) for r in results]}, fh, indent=1)
+        fh.write('{"environment": ' + json.dumps(header, indent=1) + ',\n"results": [\n')
+        fh.write(rows + "\n]}\n")
 
 
 def per_dataset(values: list[str], dataset: str) -> str:

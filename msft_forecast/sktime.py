@@ -432,7 +432,9 @@ default="validation"
         from sktime.datatypes import update_data
 
         _check_time_indexes(y)
-        history = update_data(self.history_, y)
+        # new data that starts after a gap: the missing time points become missing values on
+        # the series' grid, never glued on as if they followed the old data directly
+        history = _on_grid(update_data(self.history_, y), _grid_step(self.history_))
         self.history_ = _tail(history, self._history_length())
         if update_params and int(self.update_steps) > 0:
             self._backbone()
@@ -471,6 +473,7 @@ default="validation"
             raise NotImplementedError(
                 f"{type(self).__name__} can not perform in-sample prediction; found fh {fh}."
             )
+        _check_on_grid(times, steps, instances)
         forecast = self.engine_.forecast(_channels(self.history_), horizon=int(steps.max()))
         index = _output_index(self.history_, [k for k, _ in instances], times)
         return forecast, steps - 1, index, len(instances)
@@ -582,6 +585,76 @@ def _check_time_indexes(y: pd.DataFrame) -> None:
     for key, frame in _instances(y):
         name = "y" if not key else f"y[{key if len(key) > 1 else key[0]!r}]"
         check_time_index(frame.index, name=name)
+
+
+def _grid_step(y: pd.DataFrame) -> Any:
+    """The time step of ``y``'s series: a pandas offset (datetime, period) or an integer."""
+    _, frame = _instances(y)[0]
+    index = frame.index
+    if isinstance(index, pd.PeriodIndex):
+        return index.freq
+    if isinstance(index, pd.DatetimeIndex):
+        return index.freq or (
+            pd.tseries.frequencies.to_offset(pd.infer_freq(index)) if len(index) > 2 else None
+        )
+    if len(index) > 1 and pd.api.types.is_integer_dtype(index):
+        return int(np.min(np.diff(index.to_numpy())))
+    return None
+
+
+def _on_grid(y: pd.DataFrame, step: Any) -> pd.DataFrame:
+    """Every series of ``y`` on a regular grid of ``step``: missing time points become rows of
+    missing values.  A time point off the grid is refused."""
+    if step is None:
+        return y
+
+    def regular(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        index = frame.index
+        if isinstance(index, pd.PeriodIndex):
+            grid = pd.period_range(index[0], index[-1], freq=step)
+        elif isinstance(index, pd.DatetimeIndex):
+            grid = pd.date_range(index[0], index[-1], freq=step)
+        else:
+            grid = pd.Index(np.arange(index[0], index[-1] + 1, step), dtype=index.dtype)
+        off = index.difference(grid)
+        if len(off):
+            raise ValueError(
+                f"the time points of {name} are not on the series' grid (step {step} from "
+                f"{index[0]}), e.g. {off[0]}; update with data at the same frequency"
+            )
+        return frame if len(grid) == len(index) else frame.reindex(grid)
+
+    if not isinstance(y.index, pd.MultiIndex):
+        return regular(y, "y")
+    parts = []
+    for key, frame in _instances(y):
+        out = regular(frame, f"y[{key if len(key) > 1 else key[0]!r}]")
+        out.index = pd.MultiIndex.from_arrays(
+            [*(pd.Index([k] * len(out)) for k in key), out.index], names=y.index.names
+        )
+        parts.append(out)
+    return pd.concat(parts)
+
+
+def _check_on_grid(times: pd.Index, steps: np.ndarray, instances: list) -> None:
+    """Refuse forecast time points that fall between the series' time steps."""
+    from sktime.datatypes._utilities import get_cutoff
+
+    if not isinstance(times, pd.DatetimeIndex):
+        return  # integer steps and periods are on the grid by construction
+    for _, frame in instances:
+        freq = _grid_step(frame)
+        if freq is None:
+            continue
+        end = get_cutoff(frame, return_index=True)[0]
+        grid = pd.date_range(end, periods=int(max(steps.max(), 0)) + 2, freq=freq)
+        off = times.difference(grid)
+        if len(off):
+            raise ValueError(
+                f"fh asks for {off[0]}, which is not on the series' grid (frequency "
+                f"{freq.freqstr}, last observation {end}); ask for time points on that grid, "
+                f"e.g. {grid[1]}"
+            )
 
 
 def _channels(y: pd.DataFrame) -> list[np.ndarray]:

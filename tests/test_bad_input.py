@@ -443,3 +443,47 @@ def test_predict_before_fit():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="not fitted yet; call fit"):
             _ = MSFTModel(**DA).engine
+
+
+# ------------------------------------------------------------------ time-index semantics
+_GRID_KW = dict(backbone="moirai-tiny", fit_strategy="zero-shot", context_length=64,
+                random_state=0, num_samples=20)  # fmt: skip
+
+
+def _hourly_wave(n: int = 200) -> pd.Series:
+    return pd.Series(
+        10 + np.sin(np.arange(n) / 4), index=pd.date_range("2024-01-01", periods=n, freq="h")
+    )
+
+
+def test_update_after_a_gap_puts_missing_values_in_the_gap():
+    """New data 20 steps after the old: the 20 missing steps are missing values, as if the
+    series had been given with the gap from the start, not glued on as if contiguous."""
+    y = _hourly_wave()
+    forecaster = MSFTForecaster(**_GRID_KW).fit(y.iloc[:150], fh=[1, 2, 3])
+    new = y.iloc[170:180]
+    before = new.copy()
+    forecaster.update(new, update_params=False)
+    pd.testing.assert_series_equal(new, before)
+    with_gap = y.iloc[:180].copy()
+    with_gap.iloc[150:170] = np.nan
+    expected = MSFTForecaster(**_GRID_KW).fit(with_gap, fh=[1, 2, 3]).predict()
+    pd.testing.assert_series_equal(forecaster.predict(), expected)
+
+
+def test_update_off_the_grid_is_refused():
+    y = _hourly_wave()
+    forecaster = MSFTForecaster(**_GRID_KW).fit(y.iloc[:150], fh=[1, 2, 3])
+    shifted = y.iloc[150:160].copy()
+    shifted.index = shifted.index + pd.Timedelta(minutes=30)
+    with pytest.raises(ValueError, match="not on the series' grid"):
+        forecaster.update(shifted, update_params=False)
+
+
+def test_fh_between_time_steps_is_refused_naming_the_grid():
+    forecaster = MSFTForecaster(**_GRID_KW).fit(_hourly_wave(), fh=[1, 2, 3])
+    off = pd.DatetimeIndex(["2024-01-09 08:30", "2024-01-09 09:30"])
+    with pytest.raises(ValueError, match=r"not on the series' grid \(frequency h.*e\.g\. "):
+        forecaster.predict(fh=off)
+    on = forecaster.predict(fh=pd.DatetimeIndex(["2024-01-09 09:00"]))
+    assert list(on.index) == [pd.Timestamp("2024-01-09 09:00")]

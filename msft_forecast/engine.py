@@ -13,8 +13,9 @@ import json
 import logging
 import math
 import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -403,6 +404,10 @@ class MSFTEngine:
         UserWarning
             No series has one patch of observed values (the model then reads a partial,
             padded patch; the message gives the minimum).
+        ConcurrentFitWarning
+            Another fit ran in this process at the same time (threads): torch's random state
+            is global to the process, so seeded results then differ from the same fits run
+            one after the other.  Use processes (sktime/joblib ``backend="loky"``) instead.
 
         Notes
         -----
@@ -422,7 +427,11 @@ class MSFTEngine:
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         start_from = self if warm_start and self.model_ is not None else None
         steps = int(self.settings.max_steps if max_steps is None else max_steps)
-        with torch.random.fork_rng(devices=devices), _quiet_lightning(self.settings.verbose):
+        with (
+            _concurrent_fit_guard(),
+            torch.random.fork_rng(devices=devices),
+            _quiet_lightning(self.settings.verbose),
+        ):
             torch.manual_seed(seed)
             model, report, residuals = self._fit(series, freq, seed, start_from, steps)
         self.model_, self.report_, self.residuals_ = model, report, residuals
@@ -807,6 +816,50 @@ class MSFTEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(MSFTEngine.from_state(state).__dict__)
+
+
+class ConcurrentFitWarning(UserWarning):
+    """Two fits overlapped in one process; their seeded results are not reproducible."""
+
+
+_FITS_LOCK = threading.Lock()
+_ACTIVE_FITS = 0
+#: Number of fits so far that started while another was running (read by the running ones).
+_OVERLAPS = 0
+
+
+@contextmanager
+def _concurrent_fit_guard() -> Iterator[None]:
+    """Warn when fits overlap in threads of one process.
+
+    Fits seed and draw from torch's global generator (Lightning, dropout, window sampling), so
+    two fits in threads interleave their draws: each gives results different from the same fit
+    run alone, with no error.  Owning a generator per fit does not cover Lightning's and
+    torch's global draws, so the overlap is detected and both fits warn (the second at its
+    start, the first at its end).
+    """
+    global _ACTIVE_FITS, _OVERLAPS
+    with _FITS_LOCK:
+        concurrent = _ACTIVE_FITS > 0
+        _ACTIVE_FITS += 1
+        if concurrent:
+            _OVERLAPS += 1
+        seen = _OVERLAPS
+    message = (
+        "another fit ran in this process at the same time (threads): torch's random state is "
+        "shared by the process, so these seeded results differ from the same fits run one after "
+        "the other. Run fits in separate processes (e.g. backend='loky') for reproducible results."
+    )
+    if concurrent:
+        warnings.warn(message, ConcurrentFitWarning, stacklevel=4)
+    try:
+        yield
+    finally:
+        with _FITS_LOCK:
+            _ACTIVE_FITS -= 1
+            overlapped_later = _OVERLAPS != seen
+        if overlapped_later and not concurrent:
+            warnings.warn(message, ConcurrentFitWarning, stacklevel=4)
 
 
 def default_precision(accelerator: str) -> str:

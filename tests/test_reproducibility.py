@@ -175,3 +175,54 @@ def test_sktime_panel_forecast_matches_single_series(panel):
         .predict_quantiles(alpha=alpha)
     )
     np.testing.assert_allclose(together.to_numpy()[:3], alone.to_numpy(), rtol=1e-6)
+
+
+def test_fits_overlapping_in_threads_warn_and_one_after_another_do_not(monkeypatch) -> None:
+    """Threads share torch's random state: overlapping fits say so (both of them); the same
+    fits one after the other stay silent and reproducible."""
+    import threading
+    import warnings
+
+    import numpy as np
+
+    from msft_forecast import engine as engine_module
+    from msft_forecast.engine import ConcurrentFitWarning, MSFTEngine
+
+    series = [10 + np.sin(np.arange(160) / 4)]
+    settings = dict(backbone="moirai-tiny", fit_strategy="lora", context_length=32,
+                    prediction_length=4, max_steps=3, batch_size=8, random_state=0,
+                    num_samples=10)  # fmt: skip
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = MSFTEngine(**settings).fit(series).forecast(series, 4, seed=0).mean
+        second = MSFTEngine(**settings).fit(series).forecast(series, 4, seed=0).mean
+    assert not [w for w in caught if issubclass(w.category, ConcurrentFitWarning)]
+    np.testing.assert_array_equal(first, second)
+
+    barrier = threading.Barrier(2, timeout=60)
+    original = engine_module.MSFTEngine._fit
+
+    def meet_then_fit(self, *args, **kwargs):
+        barrier.wait()  # both fits are running at this point
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module.MSFTEngine, "_fit", meet_then_fit)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            MSFTEngine(**settings).fit(series)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    concurrent = [w for w in caught if issubclass(w.category, ConcurrentFitWarning)]
+    assert len(concurrent) == 2 and "separate processes" in str(concurrent[0].message)

@@ -133,6 +133,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "msft-uniform": {"scale_weighting": "uniform"},
 }
 
+#: Validations without improvement before early stopping, per budget (see ``main``).
+PATIENCE_TIME_BUDGET = 20
+PATIENCE_STEP_BUDGET = 3
+
 #: Everything ``--strategies`` accepts.
 ALL_MODELS: tuple[str, ...] = (*FIT_STRATEGIES, *VARIANTS, *peers.PEERS, *BASELINES)
 
@@ -774,7 +778,11 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         "--val-check-interval", type=int, default=25, help="steps between validations"
     )
     parser.add_argument(
-        "--patience", type=int, default=3, help="validations without improvement before stopping"
+        "--patience",
+        type=int,
+        default=None,
+        help="validations without improvement before stopping (default: 20 under --budget "
+        "time, 3 under --budget steps)",
     )
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
@@ -922,6 +930,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
         parser.error(str(err))
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     timed = args.budget == "time"
+    if args.patience is None:
+        # time budget: 20 checks (500 steps at the default cadence). Measured on ETTh1 and ETTm2
+        # (DLinear, NLinear, 60 s cap): patience 3 stopped DLinear after 125-250 steps, 0.7-3%
+        # above its converged MSE; 20 and 40 restored the same best weights in 3 of 4 fits
+        args.patience = PATIENCE_TIME_BUDGET if timed else PATIENCE_STEP_BUDGET
     max_steps = peers.UNLIMITED_STEPS if timed else args.max_steps
     budget_text = (
         f"time budget {args.time_budget:g} s per trained model (early stopping, best weights "

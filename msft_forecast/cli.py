@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         return 0
     args = build_parser().parse_args(argv)
+    from msft_forecast.memory import InsufficientMemoryError
     from msft_forecast.training.lightning import NonFiniteLossError
 
     try:
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 return args.func(args)
             finally:
                 _report_warnings(caught)
-    except (InputError, ValueError) as err:
+    except (InputError, ValueError, InsufficientMemoryError) as err:
         print(f"msft-forecast: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except NonFiniteLossError as err:

@@ -689,6 +689,8 @@ class MSFTEngine:
         seed = self._seed() if seed is None else int(seed)
         seeds = _row_seeds(seed, len(contexts))
         model = self.model_.eval()
+        batch_size = _forecast_batch_size(model, len(contexts), C, int(horizon), num_samples,
+                                          batch_size)  # fmt: skip
         outs = []
         for start in range(0, len(contexts), batch_size):
             chunk = [c[-C:] for c in contexts[start : start + batch_size]]
@@ -860,6 +862,46 @@ def _concurrent_fit_guard() -> Iterator[None]:
             overlapped_later = _OVERLAPS != seen
         if overlapped_later and not concurrent:
             warnings.warn(message, ConcurrentFitWarning, stacklevel=4)
+
+
+#: Bytes of working memory per sample-path step and scale while a row is sampled (float32
+#: intermediates of the per-scale distributions over whole patches).
+SAMPLING_BYTES_PER_STEP = 4 * 32
+
+
+def _forecast_batch_size(
+    model: torch.nn.Module, rows: int, context: int, horizon: int, samples: int, batch_size: int
+) -> int:
+    """Refuse a forecast whose outputs cannot fit in memory; else the batch size that keeps the
+    sampling's working memory within a quarter of what is left (never larger than asked).
+
+    Batches only group rows for speed: a row's samples come from its own stream, so a smaller
+    batch gives the same forecast.
+    """
+    from msft_forecast.memory import available_memory_bytes, check_memory, gigabytes
+
+    scales = int(getattr(getattr(model, "spec", None), "num_scales", 1))
+    outputs = 16.0 * rows * horizon * (samples + scales + 1)  # float64, and one copy when joined
+    what = f"a forecast of {rows} series x {samples} sample paths x {horizon} steps"
+    fixes = (
+        "lower num_samples or the horizon, or forecast fewer series per call (num_samples=0 "
+        "gives the mean alone)"
+    )
+    check_memory(outputs, what=what, fixes=fixes)
+    per_row = SAMPLING_BYTES_PER_STEP * (horizon * max(samples, 1) * scales + context)
+    available = available_memory_bytes()
+    if available is None:
+        return batch_size
+    budget = 0.25 * max(available - outputs, 0)
+    if per_row > budget:
+        from msft_forecast.memory import InsufficientMemoryError
+
+        raise InsufficientMemoryError(
+            f"sampling {samples} paths of {horizon} steps for one series needs about "
+            f"{gigabytes(per_row)} of working memory, more than the {gigabytes(budget)} this "
+            f"call can use; {fixes}."
+        )
+    return max(1, min(batch_size, int(budget // per_row)))
 
 
 def default_precision(accelerator: str) -> str:

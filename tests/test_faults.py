@@ -249,3 +249,75 @@ def test_darts_model_resumes_too(monkeypatch, y, tmp_path):
         uninterrupted.predict(3, num_samples=20).all_values(),
         resumed.predict(3, num_samples=20).all_values(),
     )
+
+
+# ----------------------------------------------------------------- memory, checked up front
+def _tiny_engine():
+    import numpy as np
+
+    from msft_forecast.engine import MSFTEngine
+
+    series = [10 + np.sin(np.arange(160) / 4)]
+    engine = MSFTEngine(
+        backbone="moirai-tiny", fit_strategy="zero-shot", context_length=32,
+        prediction_length=4, num_samples=10, random_state=0,
+    ).fit(series)  # fmt: skip
+    return engine, series
+
+
+@pytest.mark.parametrize(
+    ("horizon", "samples", "message"),
+    [(10**6, 100, "lower num_samples or the horizon"), (24, 5 * 10**8, "sample paths")],
+)
+def test_forecasts_that_cannot_fit_are_refused_before_allocating(horizon, samples, message):
+    import resource
+
+    from msft_forecast.memory import InsufficientMemoryError
+
+    engine, series = _tiny_engine()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InsufficientMemoryError, match=message):
+        engine.forecast(series, horizon, samples)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB
+
+
+def test_sktime_and_darts_refuse_a_horizon_of_a_million_steps():
+    import numpy as np
+    import pandas as pd
+    from darts import TimeSeries
+
+    from msft_forecast import MSFTForecaster
+    from msft_forecast.darts import MSFTModel
+    from msft_forecast.memory import InsufficientMemoryError
+
+    y = pd.Series(10 + np.sin(np.arange(160) / 4),
+                  index=pd.date_range("2024-01-01", periods=160, freq="h"))  # fmt: skip
+    kw = dict(backbone="moirai-tiny", fit_strategy="zero-shot", context_length=32,
+              random_state=0, num_samples=100)  # fmt: skip
+    forecaster = MSFTForecaster(**kw).fit(y, fh=[1, 2, 3])
+    with pytest.raises(InsufficientMemoryError, match="1000000 steps"):
+        forecaster.predict(fh=np.arange(1, 10**6 + 1))
+    model = MSFTModel(input_chunk_length=32, output_chunk_length=4, **kw)
+    model.fit(TimeSeries.from_series(y))
+    with pytest.raises(InsufficientMemoryError, match="1000000 steps"):
+        model.predict(10**6, num_samples=100)
+
+
+def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypatch):
+    """Rows sample from their own streams, so a smaller batch gives the same forecast."""
+    import numpy as np
+
+    from msft_forecast import engine as engine_module
+
+    engine, series = _tiny_engine()
+    many = [s + k for s in series for k in range(6)]
+    full = engine.forecast(many, 8, 50, seed=1)
+    scales = engine.model_.spec.num_scales
+    per_row = engine_module.SAMPLING_BYTES_PER_STEP * (8 * 50 * scales + 32)
+    monkeypatch.setattr(
+        "msft_forecast.memory.available_memory_bytes", lambda: int(4.5 * per_row) + 10**5
+    )
+    assert engine_module._forecast_batch_size(engine.model_, 6, 32, 8, 50, 256) == 1
+    chunked = engine.forecast(many, 8, 50, seed=1)
+    np.testing.assert_array_equal(chunked.samples, full.samples)
+    np.testing.assert_array_equal(chunked.mean, full.mean)

@@ -1,0 +1,82 @@
+"""Up-front memory checks: refuse (or chunk) work that cannot fit before allocating it.
+
+A horizon of a million steps or five million sample paths used to start the work and end in
+the allocator's own error, gigabytes later.  The engine estimates what a call needs from its
+settings, compares it with the memory available to the process and refuses with a message that
+says what to lower, or chunks the call when a smaller batch fits.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["InsufficientMemoryError", "available_memory_bytes", "check_memory", "gigabytes"]
+
+
+class InsufficientMemoryError(MemoryError):
+    """The work asked for needs more memory than this process can get; nothing was allocated."""
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still allocate: the smaller of the machine's available memory
+    (``MemAvailable``) and what its cgroup limit leaves; None where neither can be read."""
+    candidates = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            limit = fh.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current", encoding="ascii") as fh:
+                candidates.append(int(limit) - int(fh.read().strip()))
+    except (OSError, ValueError):
+        pass
+    if not candidates and hasattr(os, "sysconf"):
+        try:
+            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return max(0, min(candidates)) if candidates else None
+
+
+def gigabytes(n_bytes: float) -> str:
+    """``n_bytes`` written in GB with two significant digits (``"35 GB"``, ``"0.21 GB"``)."""
+    return f"{n_bytes / 1e9:.2g} GB"
+
+
+def check_memory(need_bytes: float, *, what: str, fixes: str, share: float = 0.8) -> None:
+    """Refuse ``what`` when it needs more than ``share`` of the available memory.
+
+    Parameters
+    ----------
+    need_bytes : float
+        Estimated bytes.
+    what : str
+        The work, for the message ("a forecast of 3 series x 100 samples x 1000000 steps").
+    fixes : str
+        What the caller can lower, for the message.
+    share : float, default 0.8
+        Fraction of the available memory the work may take.
+
+    Raises
+    ------
+    InsufficientMemoryError
+        With the estimate, the available memory and ``fixes``.
+
+    Examples
+    --------
+    >>> check_memory(1e3, what="a tiny forecast", fixes="nothing")  # fits: no error
+    """
+    available = available_memory_bytes()
+    if available is None or need_bytes <= share * available:
+        return
+    raise InsufficientMemoryError(
+        f"{what} needs about {gigabytes(need_bytes)} of memory, more than the "
+        f"{gigabytes(available)} available; {fixes}."
+    )

@@ -456,9 +456,17 @@ default="validation"
         """
         from sktime.datatypes._utilities import get_cutoff
 
-        fh_abs = fh.to_absolute(self.cutoff)
-        times = fh.to_absolute_index(self.cutoff)
         instances = _instances(self.history_)
+        cutoff = self.cutoff
+        if isinstance(cutoff, pd.DatetimeIndex) and cutoff.freq is None:
+            # hierarchies built by sktime's Aggregator lose the cutoff's frequency; the series
+            # themselves keep their (common, checked at fit) time step
+            step = _grid_step(self.history_)
+            if step is not None:
+                cutoff = pd.DatetimeIndex(cutoff, freq=step)
+                fh = ForecastingHorizon(fh.to_pandas(), is_relative=fh.is_relative, freq=step)
+        fh_abs = fh.to_absolute(cutoff)
+        times = fh.to_absolute_index(cutoff)
         # instances of a panel may end before the common cutoff: count steps from each own end
         steps_by_end: dict[Any, np.ndarray] = {}
         steps = []
@@ -581,10 +589,22 @@ def _instances(y: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 
 
 def _check_time_indexes(y: pd.DataFrame) -> None:
-    """Duplicated, unsorted or irregular time points of any series: a clear ``ValueError``."""
+    """Duplicated, unsorted or irregular time points of any series, or series of a panel at
+    different frequencies: a clear ``ValueError``."""
+    steps: dict[str, str] = {}
     for key, frame in _instances(y):
         name = "y" if not key else f"y[{key if len(key) > 1 else key[0]!r}]"
         check_time_index(frame.index, name=name)
+        step = _grid_step(frame) if len(frame) > 2 else None
+        if step is not None:
+            steps.setdefault(str(getattr(step, "freqstr", step)), name)
+    if len(steps) > 1:
+        (a, first), (b, second) = list(steps.items())[:2]
+        raise ValueError(
+            f"the series of y come at different frequencies: {first} every {a}, {second} every "
+            f"{b}. One model forecasts one frequency: fit one forecaster per frequency (split "
+            "the panel, or resample its series to a common frequency)."
+        )
 
 
 def _grid_step(y: pd.DataFrame) -> Any:

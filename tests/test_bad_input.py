@@ -487,3 +487,37 @@ def test_fh_between_time_steps_is_refused_naming_the_grid():
         forecaster.predict(fh=off)
     on = forecaster.predict(fh=pd.DatetimeIndex(["2024-01-09 09:00"]))
     assert list(on.index) == [pd.Timestamp("2024-01-09 09:00")]
+
+
+def test_sktime_hierarchy_from_the_aggregator_is_forecast_at_every_level():
+    """sktime's Aggregator adds a __total level and its cutoff has no frequency; the series'
+    common step is used (before: TypeError at predict)."""
+    from sktime.transformations.hierarchical.aggregate import Aggregator
+
+    idx = pd.MultiIndex.from_product(
+        [["a", "b"], pd.date_range("2024-01-01", periods=80, freq="D")], names=["store", "time"]
+    )
+    y = Aggregator().fit_transform(pd.DataFrame({"y": np.arange(160.0) % 7 + 10}, index=idx))
+    pred = MSFTForecaster(**_GRID_KW).fit(y, fh=[1, 2]).predict()
+    assert pred.index.get_level_values(0).unique().tolist() == ["__total", "a", "b"]
+    assert pred.index.get_level_values(-1).unique().tolist() == list(
+        pd.date_range("2024-03-21", periods=2, freq="D")
+    )
+    assert np.isfinite(pred.to_numpy()).all()
+
+
+def test_panel_mixing_frequencies_is_refused_at_fit():
+    hourly = pd.DataFrame(
+        {"y": np.arange(60.0)},
+        index=pd.MultiIndex.from_product(
+            [["h"], pd.date_range("2024-01-01", periods=60, freq="h")]
+        ),
+    )
+    daily = pd.DataFrame(
+        {"y": np.arange(60.0)},
+        index=pd.MultiIndex.from_product(
+            [["d"], pd.date_range("2024-01-01", periods=60, freq="D")]
+        ),
+    )
+    with pytest.raises(ValueError, match="different frequencies: y\\['h'\\] every h"):
+        MSFTForecaster(**_GRID_KW).fit(pd.concat([hourly, daily]), fh=[1])

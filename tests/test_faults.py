@@ -296,7 +296,8 @@ def test_sktime_and_darts_refuse_a_horizon_of_a_million_steps():
               random_state=0, num_samples=100)  # fmt: skip
     forecaster = MSFTForecaster(**kw).fit(y, fh=[1, 2, 3])
     with pytest.raises(InsufficientMemoryError, match="1000000 steps"):
-        forecaster.predict(fh=np.arange(1, 10**6 + 1))
+        forecaster.predict(fh=[10**6])  # one step, a million steps ahead
+    kw.pop("context_length")
     model = MSFTModel(input_chunk_length=32, output_chunk_length=4, **kw)
     model.fit(TimeSeries.from_series(y))
     with pytest.raises(InsufficientMemoryError, match="1000000 steps"):
@@ -304,7 +305,8 @@ def test_sktime_and_darts_refuse_a_horizon_of_a_million_steps():
 
 
 def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypatch):
-    """Rows sample from their own streams, so a smaller batch gives the same forecast."""
+    """Rows sample from their own streams, so a smaller batch gives the same forecast (up to
+    float32 rounding)."""
     import numpy as np
 
     from msft_forecast import engine as engine_module
@@ -319,5 +321,6 @@ def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypat
     )
     assert engine_module._forecast_batch_size(engine.model_, 6, 32, 8, 50, 256) == 1
     chunked = engine.forecast(many, 8, 50, seed=1)
-    np.testing.assert_array_equal(chunked.samples, full.samples)
-    np.testing.assert_array_equal(chunked.mean, full.mean)
+    # the same draws; batched float32 kernels round the last bit differently
+    np.testing.assert_allclose(chunked.samples, full.samples, rtol=1e-6)
+    np.testing.assert_allclose(chunked.mean, full.mean, rtol=1e-6)

@@ -423,6 +423,7 @@ class MSFTEngine:
         # load (or fetch from the process cache) before seeding: building a module draws from
         # the global RNG, which would otherwise make the first fit in a process differ
         self._backbone()
+        self._check_training_memory(series, freq)
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         start_from = self if warm_start and self.model_ is not None else None
@@ -437,6 +438,44 @@ class MSFTEngine:
         self.model_, self.report_, self.residuals_ = model, report, residuals
         self.backbone_source_ = self._source_record()
         return self
+
+    def _check_training_memory(self, series: list[np.ndarray], freq: str | None) -> None:
+        """Refuse settings whose training step cannot fit in memory, before any allocation."""
+        from msft_forecast.memory import check_memory, training_step_bytes
+
+        s = self.settings
+        on_cpu = s.accelerator == "cpu" or (
+            s.accelerator == "auto" and not torch.cuda.is_available()
+        )
+        if not s.strategy_spec().trains or not on_cpu:
+            return  # an accelerator's memory is its own; this reads the host's
+        loaded = self._backbone()
+        config = loaded.config
+        d_model = int(getattr(config, "d_model", 0) or 0)
+        layers = int(getattr(config, "num_layers", 0) or 0)
+        heads = int(getattr(config, "num_heads", 0) or max(1, d_model // 64))
+        patch = (
+            int(s.patch_size) if s.patch_size != "auto" else min(self.candidate_patch_sizes(freq))
+        )
+        need = training_step_bytes(
+            batch_size=int(s.batch_size),
+            context_length=int(s.context_length),
+            horizon=int(s.prediction_length),
+            patch_size=patch,
+            num_scales=int(getattr(s, "num_scales", 1) or 1),
+            d_model=d_model,
+            num_layers=layers,
+            num_heads=heads,
+        )
+        longest = max(len(x) for x in series)
+        check_memory(
+            need,
+            what=(
+                f"fine-tuning with context_length={s.context_length}, prediction_length="
+                f"{s.prediction_length} and batch_size={s.batch_size}"
+            ),
+            fixes=(f"lower context_length (the longest series has {longest} steps) or batch_size"),
+        )
 
     def _source_record(self) -> dict[str, Any]:
         src = self._backbone().source

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InsufficientMemoryError", "available_memory_bytes", "check_memory", "gigabytes"]
+__all__ = [
+    "InsufficientMemoryError",
+    "available_memory_bytes",
+    "check_memory",
+    "gigabytes",
+    "training_step_bytes",
+]
 
 
 class InsufficientMemoryError(MemoryError):
@@ -80,3 +86,34 @@ def check_memory(need_bytes: float, *, what: str, fixes: str, share: float = 0.8
         f"{what} needs about {gigabytes(need_bytes)} of memory, more than the "
         f"{gigabytes(available)} available; {fixes}."
     )
+
+
+def training_step_bytes(
+    *,
+    batch_size: int,
+    context_length: int,
+    horizon: int,
+    patch_size: int,
+    num_scales: int,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+) -> float:
+    """An upper estimate of the memory one fine-tuning step keeps for its backward pass.
+
+    Tokens: every scale's context and horizon in patches (scale ``k`` pools ``2**k`` steps).
+    Per layer and token, about twelve activations of width ``d_model`` (projections, feed-forward,
+    norms) and, per head, a row of attention weights over all tokens, all float32; the windows
+    themselves (values, masks, per-scale copies) add 64 bytes a step.  The attention term grows
+    with the square of the context: it is what makes an absurd ``context_length`` impossible.
+
+    Examples
+    --------
+    >>> f"{training_step_bytes(batch_size=32, context_length=512, horizon=96, patch_size=32,
+    ...     num_scales=4, d_model=256, num_layers=6, num_heads=4) / 1e9:.2f} GB"
+    '0.09 GB'
+    """
+    steps = context_length + horizon
+    tokens = sum(-(-steps // (patch_size * 2**k)) for k in range(max(1, num_scales)))
+    per_layer = tokens * d_model * 4 * 12 + num_heads * tokens * tokens * 4
+    return float(batch_size) * (num_layers * per_layer + steps * 64)

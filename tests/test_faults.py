@@ -324,3 +324,24 @@ def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypat
     # the same draws; batched float32 kernels round the last bit differently
     np.testing.assert_allclose(chunked.samples, full.samples, rtol=1e-6)
     np.testing.assert_allclose(chunked.mean, full.mean, rtol=1e-6)
+
+
+def test_a_context_of_ten_million_steps_is_refused_before_training():
+    """Refused from the settings (the attention over 10^7 steps cannot fit), before any
+    window is cut; the forecaster stays unfitted."""
+    import resource
+
+    import numpy as np
+    import pandas as pd
+
+    from msft_forecast.memory import InsufficientMemoryError
+
+    y = pd.Series(10 + np.sin(np.arange(120) / 4),
+                  index=pd.date_range("2024-01-01", periods=120, freq="h"))  # fmt: skip
+    forecaster = MSFTForecaster(backbone="moirai-tiny", fit_strategy="lora",
+                                context_length=10**7, max_steps=2, random_state=0)  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InsufficientMemoryError, match=r"the longest series has 120 steps"):
+        forecaster.fit(y, fh=[1, 2, 3])
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB
+    assert not forecaster.is_fitted

@@ -125,7 +125,7 @@ class MSFTModel(GlobalForecastingModel):
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, learning_rate, \
 scale_weight_lr, scale_weight_prior, weight_decay, max_time, val_check_interval, \
-early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume
+early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num_threads
         The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
         ``checkpoint_dir`` and ``resume``: write ``last.ckpt`` there during ``fit`` and
         continue an interrupted fit from it.
@@ -210,6 +210,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume
         num_samples: int = _D.num_samples,
         checkpoint_dir: str | None = _D.checkpoint_dir,
         resume: bool = _D.resume,
+        num_threads: int | None = _D.num_threads,
     ) -> None:
         super().__init__(add_encoders=None)
         self._min_icl, self._icl = _parse_input_chunk_length(input_chunk_length)

@@ -99,6 +99,7 @@ class MSFTSettings:
     verbose: bool = False
     checkpoint_dir: str | None = None
     resume: bool = False
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -122,6 +123,14 @@ class MSFTSettings:
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        threads = self.num_threads
+        if threads is not None and (
+            not isinstance(threads, int | np.integer) or isinstance(threads, bool) or threads < 1
+        ):
+            raise ValueError(
+                f"num_threads must be a positive integer or None (torch's default), got "
+                f"{threads!r}."
+            )
         if not isinstance(self.max_steps, int | np.integer) or self.max_steps < 0:
             raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}.")
         if self.patch_size != "auto" and (
@@ -430,6 +439,7 @@ class MSFTEngine:
         steps = int(self.settings.max_steps if max_steps is None else max_steps)
         with (
             _concurrent_fit_guard(),
+            torch_threads(s.num_threads),
             torch.random.fork_rng(devices=devices),
             _quiet_lightning(self.settings.verbose),
         ):
@@ -730,6 +740,26 @@ class MSFTEngine:
         model = self.model_.eval()
         batch_size = _forecast_batch_size(model, len(contexts), C, int(horizon), num_samples,
                                           batch_size)  # fmt: skip
+        with torch_threads(self.settings.num_threads):
+            outs = self._forecast_batches(
+                model, contexts, C, int(horizon), num_samples, seeds, batch_size
+            )
+        cat = {
+            k: torch.cat([o[k] for o in outs]).numpy() for k in ("mean", "samples", "scale_means")
+        }
+        return Forecast(weights=outs[0]["weights"].double().numpy(), **cat)
+
+    def _forecast_batches(
+        self,
+        model: torch.nn.Module,
+        contexts: list[np.ndarray],
+        C: int,
+        horizon: int,
+        num_samples: int,
+        seeds: Sequence[int],
+        batch_size: int,
+    ) -> list[dict[str, torch.Tensor]]:
+        """The model's forecasts of ``contexts`` in batches, back in each context's units."""
         outs = []
         for start in range(0, len(contexts), batch_size):
             chunk = [c[-C:] for c in contexts[start : start + batch_size]]
@@ -754,10 +784,7 @@ class MSFTEngine:
             for key in ("samples", "scale_means"):
                 out[key] = out[key].double() * factors[:, None, None]
             outs.append(out)
-        cat = {
-            k: torch.cat([o[k] for o in outs]).numpy() for k in ("mean", "samples", "scale_means")
-        }
-        return Forecast(weights=outs[0]["weights"].double().numpy(), **cat)
+        return outs
 
     def _residual_samples(
         self, batch, mean: torch.Tensor, num_samples: int, seeds: Sequence[int]
@@ -857,6 +884,21 @@ class MSFTEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(MSFTEngine.from_state(state).__dict__)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch threads (process-wide), then restore the previous
+    count; ``None`` leaves torch's setting alone."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class ConcurrentFitWarning(UserWarning):

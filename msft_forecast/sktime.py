@@ -155,6 +155,10 @@ default="validation"
         Steps of continued fine-tuning in ``update(update_params=True)``, on the windows of
         the most recent ``context_length + training horizon`` steps plus the new data;
         0 only moves the context forward, as ``update_params=False`` does.
+    num_threads : int or None, default=None
+        torch threads during fit and predict (process-wide, restored afterwards); None keeps
+        torch's setting (one per core). The OpenMP threads wait passively by default, so a
+        shared machine does not slow the fit down by more than its own load (see the FAQ).
 
     Attributes
     ----------
@@ -276,6 +280,7 @@ default="validation"
         checkpoint_dir: str | None = None,
         resume: bool = False,
         update_steps: int = 20,
+        num_threads: int | None = None,
     ) -> None:
         self.backbone = backbone
         self.revision = revision
@@ -317,6 +322,7 @@ default="validation"
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.update_steps = update_steps
+        self.num_threads = num_threads
         with warnings.catch_warnings():
             # sktime 1.2 announces that ``remember_data`` will default to False, which changes
             # what the *default* update does; this class has its own update and keeps its own

@@ -64,6 +64,9 @@ Sections:
 ``inference``
     forecast throughput of zero-shot vs MSFT by context length
     (``benchmarks/inference_throughput.py``).
+``thread_policy``
+    fit time on an idle machine and next to one busy process, by OpenMP wait policy and torch
+    threads (``benchmarks/thread_policy.py``), spliced into ``docs/faq.md``.
 ``reported``
     the numbers the MSFT and Moirai papers report, labelled as reported.
 """
@@ -108,6 +111,7 @@ SECTIONS = (
     "precision",
     "training_cost",
     "inference",
+    "thread_policy",
     "reported",
 )
 #: Sections that fit models and write JSON.
@@ -119,7 +123,7 @@ ACCURACY_SECTIONS = (
     "ablations_etth1",
 )
 #: Page of each section not on ``docs/benchmarks.md`` (relative to ``docs``).
-SECTION_PAGES = {"own_data": "benchmark_your_data.md"}
+SECTION_PAGES = {"own_data": "benchmark_your_data.md", "thread_policy": "faq.md"}
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
@@ -499,6 +503,10 @@ def run_section(
         from msft_forecast.benchmarks.reported import reported_markdown
 
         md.write_text(reported_markdown(), encoding="utf-8")
+    elif section == "thread_policy":
+        args = ["--steps", "1", "--repeats", "1", "--policies", "PASSIVE"] if smoke else []
+        cmd = [sys.executable, str(REPO / "benchmarks" / "thread_policy.py"), *args]
+        subprocess.run([*cmd, "--markdown", str(md)], check=True, cwd=REPO)
     else:
         script = {"training_cost": "training_cost.py", "inference": "inference_throughput.py"}
         cmd = [sys.executable, str(REPO / "benchmarks" / script[section])]

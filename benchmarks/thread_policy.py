@@ -60,13 +60,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--policies", nargs="+", default=["spin", "PASSIVE"], choices=["spin", "PASSIVE"]
+    )
+    parser.add_argument("--threads", nargs="+", type=int, default=[0, 1], help="0: torch's default")
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args(argv)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     cpus = os.cpu_count()
     rows = []
-    for policy in ("spin", "PASSIVE"):
-        for threads in (0, 1):
+    for policy in args.policies:
+        for threads in args.threads:
             times = {}
             for condition in ("idle", "busy"):
                 spinner = None

@@ -493,14 +493,15 @@ val_future_covariates, val_sample_weight
             )
         engine = self.engine
         contexts = [b[-self._icl :, j] for b in blocks for j in range(b.shape[1])]
-        draws = None if likelihood else (1 if num_samples == 1 else int(num_samples))
+        # the mean forecast comes from the distributions; no sample path is drawn for it
+        draws = None if likelihood else (0 if num_samples == 1 else int(num_samples))
         base = random_state if random_state is not None else engine.settings.random_state
         rows = []
         for k, lo in enumerate(range(0, len(contexts), FORECAST_CHUNK)):
             fc = self._forecast(contexts[lo : lo + FORECAST_CHUNK], n, draws, _seed(base, k))
             if likelihood:
                 rows.append(fc.quantiles(self._quantiles))  # (B, Q, n)
-            elif draws == 1:
+            elif draws == 0:
                 rows.append(fc.mean[:, None, :])  # (B, 1, n)
             else:
                 rows.append(fc.samples)  # (B, S, n)
@@ -524,15 +525,16 @@ val_future_covariates, val_sample_weight
         if n <= step:
             return engine.forecast(contexts, n, draws, seed=seed, batch_size=FORECAST_CHUNK)
         first = engine.forecast(contexts, step, draws, seed=seed, batch_size=FORECAST_CHUNK)
-        paths = first.mean[:, None, :] if draws == 1 else first.samples  # (N, S, step)
+        paths = first.mean[:, None, :] if draws == 0 else first.samples  # (N, S, step)
         rows, samples = paths.shape[0], paths.shape[1]
         base = [c[-self._icl :] for c in contexts for _ in range(samples)]
         flat = paths.reshape(rows * samples, -1)
         k = 1
         while flat.shape[1] < n:
             ext = [np.concatenate([c, p])[-self._icl :] for c, p in zip(base, flat, strict=True)]
-            nxt = engine.forecast(ext, step, 1, seed=_seed(seed, k), batch_size=FORECAST_CHUNK)
-            flat = np.concatenate([flat, nxt.mean if draws == 1 else nxt.samples[:, 0]], axis=1)
+            draw = 0 if draws == 0 else 1
+            nxt = engine.forecast(ext, step, draw, seed=_seed(seed, k), batch_size=FORECAST_CHUNK)
+            flat = np.concatenate([flat, nxt.mean if draws == 0 else nxt.samples[:, 0]], axis=1)
             k += 1
         paths = flat[:, :n].reshape(rows, samples, n)
         return Forecast(

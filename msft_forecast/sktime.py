@@ -453,8 +453,9 @@ default="validation"
         return self
 
     # ------------------------------------------------------------------------------- predict
-    def _forecast(self, fh: ForecastingHorizon):
-        """Engine forecast for ``fh`` and how to lay it out.
+    def _forecast(self, fh: ForecastingHorizon, num_samples: int | None = None):
+        """Engine forecast for ``fh`` (``num_samples`` paths; default the setting, 0 for the
+        mean alone) and how to lay it out.
 
         Returns the :class:`Forecast`, the ``(instances, len(fh))`` zero-based step of each
         requested time point in the forecast arrays, the row index of the output and the
@@ -488,7 +489,9 @@ default="validation"
                 f"{type(self).__name__} can not perform in-sample prediction; found fh {fh}."
             )
         _check_on_grid(times, steps, instances)
-        forecast = self.engine_.forecast(_channels(self.history_), horizon=int(steps.max()))
+        forecast = self.engine_.forecast(
+            _channels(self.history_), horizon=int(steps.max()), num_samples=num_samples
+        )
         index = _output_index(self.history_, [k for k, _ in instances], times)
         return forecast, steps - 1, index, len(instances)
 
@@ -501,8 +504,9 @@ default="validation"
         return np.moveaxis(picked, -1, 1)
 
     def _predict(self, fh: ForecastingHorizon, X=None) -> pd.DataFrame:
-        """Point forecast: the mean of the predictive distribution (``Forecast.mean``)."""
-        forecast, steps, index, n = self._forecast(fh)
+        """Point forecast: the mean of the predictive distribution (``Forecast.mean``), computed
+        from the distributions without drawing sample paths."""
+        forecast, steps, index, n = self._forecast(fh, num_samples=0)
         values = self._select(forecast.mean, steps, n)  # (instances, fh, vars)
         return pd.DataFrame(
             values.reshape(len(index), -1), index=index, columns=self._get_varnames()

@@ -72,14 +72,17 @@ def test_weekly_long_table_with_series_of_different_lengths(tmp_path: Path) -> N
             pd.DataFrame({"unique_id": "south", "ds": stamps[40:], "y": _periodic(260, 52, 2.0)}),
         ]
     ).sample(frac=1.0, random_state=0)  # rows in any order
-    path = tmp_path / "weekly.parquet"
-    long.to_parquet(path)
+    path = tmp_path / "weekly.csv"
+    long.to_csv(path, index=False)
+    long.to_parquet(tmp_path / "weekly.parquet")  # the same table as Parquet reads the same
+    same, _ = load_table(tmp_path / "weekly.parquet", horizon=13, split="200,40,60")
 
     ds, split = load_table(path, horizon=13, split="200,40,60")
     assert ds.freq == "W-SUN" and ds.season == 52
     assert list(ds.frame.columns) == ["north", "south"]
     assert ds.frame["south"].iloc[:40].isna().all() and ds.frame["south"].iloc[40:].notna().all()
     assert (split.train, split.validation, split.test, split.protocol) == (200, 40, 60, "rows")
+    pd.testing.assert_frame_equal(same.frame, ds.frame)
 
     results, _ = _run(
         ["--data", str(path), "--split", "200,40,60", "--horizon", "13", "--stride", "1",

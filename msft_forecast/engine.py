@@ -449,6 +449,15 @@ class MSFTEngine:
         self.backbone_source_ = self._source_record()
         return self
 
+    def _attention_shape(self) -> tuple[int, int] | None:
+        """``(patch_size, heads)`` of the fitted model's attention, for memory estimates."""
+        if self.report_ is None or not self.report_.patch_size:
+            return None
+        config = self._backbone().config
+        d_model = int(getattr(config, "d_model", 0) or 0)
+        heads = int(getattr(config, "num_heads", 0) or max(1, d_model // 64))
+        return int(self.report_.patch_size), heads
+
     def _check_training_memory(self, series: list[np.ndarray], freq: str | None) -> None:
         """Refuse settings whose training step cannot fit in memory, before any allocation."""
         from msft_forecast.memory import check_memory, training_step_bytes
@@ -738,8 +747,10 @@ class MSFTEngine:
         seed = self._seed() if seed is None else int(seed)
         seeds = _row_seeds(seed, len(contexts))
         model = self.model_.eval()
-        batch_size = _forecast_batch_size(model, len(contexts), C, int(horizon), num_samples,
-                                          batch_size)  # fmt: skip
+        batch_size = _forecast_batch_size(
+            model, len(contexts), C, int(horizon), num_samples, batch_size,
+            attention=self._attention_shape(),
+        )  # fmt: skip
         with torch_threads(self.settings.num_threads):
             outs = self._forecast_batches(
                 model, contexts, C, int(horizon), num_samples, seeds, batch_size
@@ -951,13 +962,23 @@ SAMPLING_BYTES_PER_STEP = 4 * 32
 
 
 def _forecast_batch_size(
-    model: torch.nn.Module, rows: int, context: int, horizon: int, samples: int, batch_size: int
+    model: torch.nn.Module,
+    rows: int,
+    context: int,
+    horizon: int,
+    samples: int,
+    batch_size: int,
+    attention: tuple[int, int] | None = None,
 ) -> int:
     """Refuse a forecast whose outputs cannot fit in memory; else the batch size that keeps the
-    sampling's working memory within a quarter of what is left (never larger than asked).
+    working memory of one model call within a quarter of what is left (never larger than
+    asked).
 
-    Batches only group rows for speed: a row's samples come from its own stream, so a smaller
-    batch gives the same forecast.
+    Per row, the working memory is the sampling's (every scale's distributions over whole
+    patches) and, with ``attention = (patch_size, heads)``, one layer's attention weights over
+    all tokens of all scales (inference keeps one layer's at a time).  Batches only group rows
+    for speed: a row's samples come from its own stream, so a smaller batch gives the same
+    forecast (up to float rounding).
     """
     from msft_forecast.memory import available_memory_bytes, check_memory, gigabytes
 
@@ -970,6 +991,10 @@ def _forecast_batch_size(
     )
     check_memory(outputs, what=what, fixes=fixes)
     per_row = SAMPLING_BYTES_PER_STEP * (horizon * max(samples, 1) * scales + context)
+    if attention is not None:
+        patch, heads = attention
+        tokens = sum(-(-(context + horizon) // (patch * 2**k)) for k in range(max(1, scales)))
+        per_row += 2 * 4 * heads * tokens * tokens  # float32 scores and their softmax
     available = available_memory_bytes()
     if available is None:
         return batch_size
@@ -978,7 +1003,7 @@ def _forecast_batch_size(
         from msft_forecast.memory import InsufficientMemoryError
 
         raise InsufficientMemoryError(
-            f"sampling {samples} paths of {horizon} steps for one series needs about "
+            f"forecasting {horizon} steps ({samples} sample paths) for one series needs about "
             f"{gigabytes(per_row)} of working memory, more than the {gigabytes(budget)} this "
             f"call can use; {fixes}."
         )

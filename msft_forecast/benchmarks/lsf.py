@@ -922,12 +922,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
     for item in args.set:
         key, _, raw = item.partition("=")
         extra[key] = json.loads(raw) if raw not in ("", None) else None
+    # bad data (a missing file, a split too short) propagates as ValueError / FileNotFoundError:
+    # the command lines report it in one line with exit status 2
+    data = prepare_data(args, max(args.horizon))
     try:
-        data = prepare_data(args, max(args.horizon))
         patches = {d.dataset.name: per_dataset(args.patch_size, d.dataset.name) for d in data}
         patches = {k: v if v == "auto" else int(v) for k, v in patches.items()}
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    except ValueError as err:
+        parser.error(f"--patch-size: {err}")
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     timed = args.budget == "time"
     if args.patience is None:
@@ -1065,4 +1067,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)

@@ -1,6 +1,6 @@
 """Regenerate every table of ``docs/benchmarks.md`` with one command.
 
-    python benchmarks/reproduce.py                 # everything (about 2.5 h on 2 CPU cores)
+    python benchmarks/reproduce.py                 # everything (about 5 h on 2 CPU cores)
     python benchmarks/reproduce.py --sections ablations inference
     python benchmarks/reproduce.py --smoke --root DIR --out-dir DIR --page FILE   # CI
 

@@ -453,26 +453,17 @@ class MSFTEngine:
         """``(patch_size, heads)`` of the fitted model's attention, for memory estimates."""
         if self.report_ is None or not self.report_.patch_size:
             return None
-        config = self._backbone().config
-        d_model = int(getattr(config, "d_model", 0) or 0)
-        heads = int(getattr(config, "num_heads", 0) or max(1, d_model // 64))
-        return int(self.report_.patch_size), heads
+        return int(self.report_.patch_size), int(self._backbone().config.num_heads)
 
     def _check_training_memory(self, series: list[np.ndarray], freq: str | None) -> None:
         """Refuse settings whose training step cannot fit in memory, before any allocation."""
         from msft_forecast.memory import check_memory, training_step_bytes
 
         s = self.settings
-        on_cpu = s.accelerator == "cpu" or (
-            s.accelerator == "auto" and not torch.cuda.is_available()
-        )
-        if not s.strategy_spec().trains or not on_cpu:
+        if not s.strategy_spec().trains or not _runs_on_cpu(s.accelerator):
             return  # an accelerator's memory is its own; this reads the host's
         loaded = self._backbone()
         config = loaded.config
-        d_model = int(getattr(config, "d_model", 0) or 0)
-        layers = int(getattr(config, "num_layers", 0) or 0)
-        heads = int(getattr(config, "num_heads", 0) or max(1, d_model // 64))
         patch = (
             int(s.patch_size) if s.patch_size != "auto" else min(self.candidate_patch_sizes(freq))
         )
@@ -482,9 +473,9 @@ class MSFTEngine:
             horizon=int(s.prediction_length),
             patch_size=patch,
             num_scales=int(getattr(s, "num_scales", 1) or 1),
-            d_model=d_model,
-            num_layers=layers,
-            num_heads=heads,
+            d_model=int(config.d_model),
+            num_layers=int(config.num_layers),
+            num_heads=int(config.num_heads),
         )
         longest = max(len(x) for x in series)
         check_memory(
@@ -1017,10 +1008,12 @@ def default_precision(accelerator: str) -> str:
     validation loss and test MSE (``benchmarks/training_cost.py``, docs/benchmarks.md); on GPUs
     float32 stays the default until measured there: pass ``precision="bf16-mixed"`` to opt in.
     """
-    import torch
+    return "bf16-mixed" if _runs_on_cpu(accelerator) else "32-true"
 
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    return "bf16-mixed" if on_cpu else "32-true"
+
+def _runs_on_cpu(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` resolves to the CPU on this machine."""
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
 def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:

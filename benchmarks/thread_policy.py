@@ -68,27 +68,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     cpus = os.cpu_count()
+    cells = [(p, t, c) for p in args.policies for t in args.threads for c in ("idle", "busy")]
+    runs: dict[tuple[str, int, str], list[tuple[float, int]]] = {cell: [] for cell in cells}
+    # round robin: every repeat visits every cell once, so drift in the machine's speed over the
+    # run (shared cores) spreads over all cells instead of landing on the ones measured last
+    for _ in range(args.repeats):
+        for policy, threads, condition in cells:
+            spinner = None
+            if condition == "busy":
+                spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+                time.sleep(0.5)
+            try:
+                runs[policy, threads, condition].append(fit_seconds(policy, threads, args.steps))
+            finally:
+                if spinner is not None:
+                    spinner.kill()
+                    spinner.wait()
     rows = []
     for policy in args.policies:
         for threads in args.threads:
-            times = {}
-            for condition in ("idle", "busy"):
-                spinner = None
-                if condition == "busy":
-                    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
-                    time.sleep(0.5)
-                try:
-                    runs = [fit_seconds(policy, threads, args.steps) for _ in range(args.repeats)]
-                finally:
-                    if spinner is not None:
-                        spinner.kill()
-                        spinner.wait()
-                times[condition] = statistics.median(r[0] for r in runs)
-                used = runs[0][1]
+            times = {
+                c: statistics.median(r[0] for r in runs[policy, threads, c])
+                for c in ("idle", "busy")
+            }
+            used = runs[policy, threads, "idle"][0][1]
             rows.append((policy, f"{used}" + (" (default)" if threads == 0 else ""), times))
     lines = [
         f"- {cpus} CPUs, load {load} at the start, {args.steps} steps per fit, median of "
-        f"{args.repeats} fresh processes per cell; command: python benchmarks/thread_policy.py "
+        f"{args.repeats} fresh processes per cell, cells visited in turn; command: "
+        "python benchmarks/thread_policy.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "",
         "| wait policy | torch threads | idle (s) | next to one busy process (s) | busy / idle |",

@@ -180,6 +180,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     series = [frame[c].to_numpy(dtype=float) for c in frame.columns]
     engine = MSFTEngine(
         backbone=args.backbone,
+        allow_fallback=not args.no_fallback,
         fit_strategy=args.strategy,
         context_length=args.context,
         prediction_length=args.horizon,
@@ -209,7 +210,10 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         print(result.to_string(index=False))
     weights = ", ".join(f"{w:.3f}" for w in fc.weights)
     patch = engine.report_.patch_size
+    print(f"backbone {engine.backbone_used}")
     print(f"strategy {args.strategy}, patch size {patch}, scale weights [{weights}]")
+    for choice in engine.report_.choices:
+        print(f"chose {choice}")
     if args.plot:
         import matplotlib
 
@@ -273,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="moirai-tiny",
         help="short name ('moirai-tiny' bundled, offline; 'moirai', 'moirai-base', "
         "'moment-small', ...), Hugging Face hub id or local folder (default: %(default)s)",
+    )
+    f.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="with --backbone moirai: fail when the hub cannot be reached, instead of using "
+        "the bundled moirai-tiny (which the output then names)",
     )
     f.add_argument(
         "--strategy",

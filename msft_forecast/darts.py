@@ -31,6 +31,7 @@ from darts.utils.ts_utils import series2seq
 from darts.utils.utils import generate_index
 
 from msft_forecast.engine import Forecast, MSFTEngine, MSFTSettings
+from msft_forecast.training.lengths import choose_lengths
 
 __all__ = ["MSFTModel"]
 
@@ -90,10 +91,13 @@ class MSFTModel(GlobalForecastingModel):
         must be at least this long to be forecast. A Darts-style ``(min_length, max_length)``
         tuple uses up to ``max_length`` steps and also forecasts series with at least
         ``min_length`` steps (shorter contexts are padded, as the engine does).
-    output_chunk_length : int, default 96
-        Horizon the model is fine-tuned for (the engine's ``prediction_length``). Moirai
-        forecasts longer horizons directly; MOMENT, whose heads have a fixed length, rolls its
-        forecast forward auto-regressively (each sample path is fed back separately).
+    output_chunk_length : int, optional
+        Horizon the model is fine-tuned for (the engine's ``prediction_length``). Default: chosen
+        at fit from the training series (96 steps, or on series shorter than 480 steps a
+        fifth of the longest, rounded down to whole seasons: 24 on 144 monthly points); the
+        property then returns the chosen one (1 before fit).  Moirai forecasts longer
+        horizons directly; MOMENT, whose heads have a fixed length, rolls its forecast forward
+        auto-regressively (each sample path is fed back separately).
     backbone : str, default "moirai"
         Short name (``"moirai"``, ``"moirai-base"``, ``"moment-small"``, ``"moirai-tiny"``,
         ...), hub id or local folder of the pre-trained model.
@@ -175,7 +179,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
     def __init__(
         self,
         input_chunk_length: int | tuple[int, int] = _D.context_length,
-        output_chunk_length: int = _D.prediction_length,
+        output_chunk_length: int | None = None,
         backbone: str = _D.backbone,
         fit_strategy: str = _D.fit_strategy,
         num_scales: int = _D.num_scales,
@@ -214,7 +218,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
     ) -> None:
         super().__init__(add_encoders=None)
         self._min_icl, self._icl = _parse_input_chunk_length(input_chunk_length)
-        self._ocl = int(output_chunk_length)
+        self._ocl = None if output_chunk_length is None else int(output_chunk_length)
         self._quantiles = _parse_quantiles(quantiles)
         self._settings = self._build_settings(self.model_params)
         self._engine: MSFTEngine | None = None
@@ -238,7 +242,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         values.update(trainer)
         values.update(
             context_length=self._icl,
-            prediction_length=self._ocl,
+            prediction_length="auto" if self._ocl is None else self._ocl,
             max_epochs=params.get("n_epochs"),
             verbose=verbose,
         )
@@ -254,12 +258,22 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
 
     @property
     def min_input_chunk_length(self) -> int:
-        """Fewest context steps a series needs to be forecast."""
+        """Fewest context steps a series needs to be forecast (after fit, at most the context
+        the engine used: it caps the context at the longest training series)."""
+        if self._engine is not None:
+            return min(self._min_icl, self._engine.context_length_)
         return self._min_icl
 
     @property
     def output_chunk_length(self) -> int:
-        return self._ocl
+        """Horizon the model is fine-tuned for: the one given, else the one fit chose (before
+        fit, 1: the shortest it can choose, so Darts' length checks accept any series the fit
+        can use)."""
+        if self._ocl is not None:
+            return self._ocl
+        if self._engine is not None:
+            return self._engine.prediction_length_
+        return 1
 
     @property
     def quantiles(self) -> list[float]:
@@ -292,15 +306,25 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
 
     @property
     def _target_window_lengths(self) -> tuple[int, int]:
-        return self._min_icl, self._ocl
+        return self.min_input_chunk_length, self.output_chunk_length
 
     @property
     def extreme_lags(self):
-        return -self._min_icl, self._ocl - 1, None, None, None, None, 0
+        return -self.min_input_chunk_length, self.output_chunk_length - 1, None, None, None, None, 0
 
     @property
     def _model_encoder_settings(self):
-        return self._icl, self._ocl, False, False, None, None
+        return self._icl, self.output_chunk_length, False, False, None, None
+
+    @property
+    def backbone_used(self) -> str:
+        """The checkpoint the fitted model runs on (see ``MSFTEngine.backbone_used``): names
+        the bundled fallback when ``backbone="moirai"`` could not be downloaded."""
+        return self.engine.backbone_used
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return text if self._engine is None else f"{text}  # fitted on {self.backbone_used}"
 
     @property
     def engine(self) -> MSFTEngine:
@@ -357,15 +381,19 @@ val_future_covariates, val_sample_weight
         train = _as_series_list(series, "series")
         channels = [col for s in train for col in _channels(_values(s))]
         settings = self._settings
+        freqs = {s.freq_str for s in train if s.has_datetime_index}
+        freq = freqs.pop() if len(freqs) == 1 and all(s.has_datetime_index for s in train) else None
         if val_series is not None:
+            horizon = self._ocl
+            if horizon is None:  # the horizon the engine will choose from the training series
+                lengths = [len(c) for c in channels]
+                horizon = choose_lengths(lengths, self._icl, "auto", freq).prediction_length
             channels, steps = _append_validation(
-                train, _as_series_list(val_series, "val_series"), self._ocl
+                train, _as_series_list(val_series, "val_series"), horizon
             )
             settings = replace(settings, validation=steps)
         if verbose is not None:
             settings = replace(settings, verbose=bool(verbose))
-        freqs = {s.freq_str for s in train if s.has_datetime_index}
-        freq = freqs.pop() if len(freqs) == 1 and all(s.has_datetime_index for s in train) else None
         # a failed (re)fit leaves the model unfitted, never half-fitted or holding the old
         # engine next to the new settings and series
         self._engine, self._fit_called, self.training_series = None, False, None
@@ -445,10 +473,11 @@ val_future_covariates, val_sample_weight
         return out[0] if single else out
 
     def _check_context(self, series: TimeSeries, index: int) -> None:
-        if len(series) < self._min_icl:
+        need = self.min_input_chunk_length
+        if len(series) < need:
             raise ValueError(
                 f"The series at index {index} has {len(series)} steps; this model needs at least "
-                f"{self._min_icl} (input_chunk_length). Pass input_chunk_length=(min_length, "
+                f"{need} (input_chunk_length). Pass input_chunk_length=(min_length, "
                 f"{self._icl}) to forecast shorter series."
             )
 

@@ -27,6 +27,7 @@ import torch
 from msft_forecast.backbones.cache import get_backbone, structural_copy
 from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
 from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
+from msft_forecast.training.lengths import FitLengths, choose_lengths
 from msft_forecast.training.windows import cut_window, split_windows
 from msft_forecast.validation import (
     as_float_series,
@@ -65,7 +66,7 @@ class MSFTSettings:
     allow_fallback: bool = True
     fit_strategy: str = "msft"
     context_length: int = 512
-    prediction_length: int = 96
+    prediction_length: int | str = "auto"
     num_scales: int = 4
     patch_size: int | str = "auto"
     pooling: str = "mean"
@@ -121,8 +122,15 @@ class MSFTSettings:
             )
         for name in ("context_length", "prediction_length", "batch_size", "num_samples"):
             value = getattr(self, name)
+            if name == "prediction_length" and value == "auto":
+                continue
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+                what = (
+                    "a positive integer or 'auto'"
+                    if name == "prediction_length"
+                    else ("a positive integer")
+                )
+                raise ValueError(f"{name} must be {what}, got {value!r}.")
         threads = self.num_threads
         if threads is not None and (
             not isinstance(threads, int | np.integer) or isinstance(threads, bool) or threads < 1
@@ -228,6 +236,12 @@ class FitReport:
 
     patch_size: int
     patch_size_scores: dict[int, float] = field(default_factory=dict)
+    #: Context and training horizon the fit used (see :mod:`msft_forecast.training.lengths`);
+    #: 0 in reports saved before they were recorded (the settings' values were used).
+    context_length: int = 0
+    prediction_length: int = 0
+    #: One sentence per length or patch size chosen from the data, saying what and why.
+    choices: list[str] = field(default_factory=list)
     steps: int = 0
     best_step: int = -1
     initial_val_loss: float | None = None
@@ -355,18 +369,21 @@ class MSFTEngine:
             return MultiScaleMoirai(module, spec, int(patch_size), self.settings.pooling)
         return MultiScaleMoment(module, spec, horizon_length, self.settings.pooling)
 
-    def candidate_patch_sizes(self, freq: str | None = None) -> list[int]:
-        """Patch sizes the backbone allows for this frequency and context length."""
+    def candidate_patch_sizes(
+        self, freq: str | None = None, context_length: int | None = None
+    ) -> list[int]:
+        """Patch sizes the backbone allows for this frequency and context, smallest first."""
         loaded = self._backbone()
         if loaded.kind == "moment":
             return [int(loaded.config.patch_len)]
-        sizes = [int(p) for p in loaded.config.patch_sizes]
+        context = int(self.settings.context_length if context_length is None else context_length)
+        sizes = sorted(int(p) for p in loaded.config.patch_sizes)
         if freq:
             allowed = MOIRAI_PATCH_SIZES_BY_FREQ.get(frequency_key(freq))
             if allowed:
                 sizes = [p for p in sizes if p in allowed] or sizes
         # at least two context tokens, else there is nothing to attend over
-        fitting = [p for p in sizes if self.settings.context_length >= 2 * p]
+        fitting = [p for p in sizes if context >= 2 * p]
         return fitting or [min(sizes)]
 
     # ------------------------------------------------------------------------------------- fit
@@ -432,10 +449,11 @@ class MSFTEngine:
         # load (or fetch from the process cache) before seeding: building a module draws from
         # the global RNG, which would otherwise make the first fit in a process differ
         self._backbone()
-        self._check_training_memory(series, freq)
+        start_from = self if warm_start and self.model_ is not None else None
+        lengths = self._lengths(series, freq, start_from)
+        self._check_training_memory(series, freq, lengths)
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
-        start_from = self if warm_start and self.model_ is not None else None
         steps = int(self.settings.max_steps if max_steps is None else max_steps)
         with (
             _concurrent_fit_guard(),
@@ -444,10 +462,52 @@ class MSFTEngine:
             _quiet_lightning(self.settings.verbose),
         ):
             torch.manual_seed(seed)
-            model, report, residuals = self._fit(series, freq, seed, start_from, steps)
+            model, report, residuals = self._fit(series, freq, seed, start_from, steps, lengths)
         self.model_, self.report_, self.residuals_ = model, report, residuals
         self.backbone_source_ = self._source_record()
         return self
+
+    @property
+    def backbone_used(self) -> str:
+        """The checkpoint the fitted model runs on, in words: the hub id (and revision) or
+        folder, or for the offline fallback ``"bundled:moirai-tiny (offline fallback for
+        'moirai': ...)"``, so that no result is mistaken for the one asked for."""
+        if self.backbone_source_ is None:
+            raise RuntimeError("This engine is not fitted yet; call fit() first.")
+        return source_label(self.backbone_source_)
+
+    @property
+    def context_length_(self) -> int:
+        """Context the fitted model reads: ``context_length``, capped at fit by the longest
+        series (see :func:`~msft_forecast.training.lengths.choose_lengths`)."""
+        if self.report_ is not None and self.report_.context_length:
+            return int(self.report_.context_length)
+        return int(self.settings.context_length)
+
+    @property
+    def prediction_length_(self) -> int:
+        """Horizon the model was fine-tuned for (``prediction_length``, or the one ``"auto"``
+        chose at fit).  Moirai forecasts any horizon; MOMENT at most this one."""
+        if self.report_ is not None and self.report_.prediction_length:
+            return int(self.report_.prediction_length)
+        if self.settings.prediction_length == "auto":
+            raise RuntimeError(
+                'prediction_length="auto" is chosen from the data at fit; call fit() first.'
+            )
+        return int(self.settings.prediction_length)
+
+    def _lengths(
+        self, series: list[np.ndarray], freq: str | None, start_from: MSFTEngine | None
+    ) -> FitLengths:
+        """Context and training horizon of this fit (a warm start keeps its head's horizon)."""
+        s = self.settings
+        horizon = s.prediction_length
+        if start_from is not None and horizon == "auto":
+            horizon = start_from.prediction_length_
+        lengths = choose_lengths([len(x) for x in series], int(s.context_length), horizon, freq)
+        for reason in lengths.reasons:
+            logger.info(reason)
+        return lengths
 
     def _attention_shape(self) -> tuple[int, int] | None:
         """``(patch_size, heads)`` of the fitted model's attention, for memory estimates."""
@@ -455,7 +515,9 @@ class MSFTEngine:
             return None
         return int(self.report_.patch_size), int(self._backbone().config.num_heads)
 
-    def _check_training_memory(self, series: list[np.ndarray], freq: str | None) -> None:
+    def _check_training_memory(
+        self, series: list[np.ndarray], freq: str | None, lengths: FitLengths
+    ) -> None:
         """Refuse settings whose training step cannot fit in memory, before any allocation."""
         from msft_forecast.memory import check_memory, training_step_bytes
 
@@ -464,13 +526,16 @@ class MSFTEngine:
             return  # an accelerator's memory is its own; this reads the host's
         loaded = self._backbone()
         config = loaded.config
+        C, H = lengths.context_length, lengths.prediction_length
         patch = (
-            int(s.patch_size) if s.patch_size != "auto" else min(self.candidate_patch_sizes(freq))
+            int(s.patch_size)
+            if s.patch_size != "auto"
+            else min(self.candidate_patch_sizes(freq, C))
         )
         need = training_step_bytes(
             batch_size=int(s.batch_size),
-            context_length=int(s.context_length),
-            horizon=int(s.prediction_length),
+            context_length=C,
+            horizon=H,
             patch_size=patch,
             num_scales=int(getattr(s, "num_scales", 1) or 1),
             d_model=int(config.d_model),
@@ -481,8 +546,8 @@ class MSFTEngine:
         check_memory(
             need,
             what=(
-                f"fine-tuning with context_length={s.context_length}, prediction_length="
-                f"{s.prediction_length} and batch_size={s.batch_size}"
+                f"fine-tuning with context_length={C}, prediction_length={H} and "
+                f"batch_size={s.batch_size}"
             ),
             fixes=(f"lower context_length (the longest series has {longest} steps) or batch_size"),
         )
@@ -503,12 +568,13 @@ class MSFTEngine:
         seed: int,
         start_from: MSFTEngine | None,
         max_steps: int,
+        lengths: FitLengths,
     ):
         import time
 
         start = time.perf_counter()
         s = self.settings
-        H, C = int(s.prediction_length), int(s.context_length)
+        H, C = lengths.prediction_length, lengths.context_length
         spec = s.strategy_spec()
         scales = [unit_scale(x) for x in series]
         try:
@@ -520,20 +586,36 @@ class MSFTEngine:
         if spec.name == "zero-shot" and self._backbone().kind == "moment":
             self.build_model(None, H)  # raises the explanatory error
         scores: dict[int, float] = {}
+        choices = list(lengths.reasons)
         if start_from is not None:
             patch_size = start_from.report_.patch_size
             scores = dict(start_from.report_.patch_size_scores)
         elif s.patch_size == "auto" and split is None:
-            patch_size = self.candidate_patch_sizes(freq)[0]
+            candidates = self.candidate_patch_sizes(freq, C)
+            patch_size = candidates[0]
+            if len(candidates) > 1:
+                choices.append(
+                    f"patch size {patch_size}: the smallest of {candidates}; no window to "
+                    f"compare them on"
+                )
         elif s.patch_size == "auto":
-            patch_size, scores = self._choose_patch_size(split, freq)
+            patch_size, scores, why = self._choose_patch_size(split, freq, C, H)
+            choices.append(why)
         else:
             patch_size = int(s.patch_size)
+        if len(choices) > len(lengths.reasons):
+            logger.info(choices[-1])
         _check_one_patch(series, int(patch_size))
         model = self.build_model(patch_size, H)
         if start_from is not None:
             _load_trainable(model, start_from.trainable_state())
-        report = FitReport(patch_size=patch_size, patch_size_scores=scores)
+        report = FitReport(
+            patch_size=patch_size,
+            patch_size_scores=scores,
+            context_length=C,
+            prediction_length=H,
+            choices=choices,
+        )
         report.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if spec.trains and max_steps > 0:
             self._train(model, split, seed, report, max_steps)
@@ -544,24 +626,32 @@ class MSFTEngine:
         report.wall_time_s = time.perf_counter() - start
         return model, report, residuals
 
-    def _choose_patch_size(self, split, freq: str | None) -> tuple[int, dict[int, float]]:
-        """Pick the patch size whose zero-shot forecast has the lowest validation MSE.
+    def _choose_patch_size(
+        self, split, freq: str | None, context_length: int, horizon: int
+    ) -> tuple[int, dict[int, float], str]:
+        """The patch size for this data, its candidates' validation scores, and why.
 
-        The score uses validation windows (training windows when there is no validation
-        tail), never anything later, and the scale-0 forecast of an untrained model, which is
-        the frozen backbone's zero-shot forecast.
+        Every candidate's zero-shot forecast (the scale-0 forecast of an untrained model, which
+        is the frozen backbone's) is scored on the validation windows (the training windows when
+        there is no validation tail), never anything later.  Then the **smallest** candidate is
+        kept unless the best one beats it clearly (:func:`prefer_smaller_patch`): overlapping
+        windows of a short series hold little evidence, and a wrong large patch is costly (a
+        few tokens of context, a first forecast step far from the last value).
         """
-        candidates = self.candidate_patch_sizes(freq)
+        candidates = self.candidate_patch_sizes(freq, context_length)
         if len(candidates) == 1:
-            return candidates[0], {}
+            return candidates[0], {}, f"patch size {candidates[0]}: the only candidate"
         data = split.validation if split.validation is not None else split.train
         n = min(len(data), 64)
-        idx = np.linspace(0, len(data) - 1, n).round().astype(int)
+        idx = np.unique(np.linspace(0, len(data) - 1, n).round().astype(int))
         batch = torch.utils.data.default_collate([data[int(i)] for i in idx])
-        scores = {}
+        # score each window in units of its context's spread, so no series dominates
+        spread = _spread(batch["context"], batch["context_observed"])
+        spread = spread.clamp(min=1e-3 * float(spread.median()) + 1e-8)
+        errors = {}
         for p in candidates:
             bare = resolve_strategy("zero-shot")
-            model = self.build_model(p, self.settings.prediction_length, bare).eval()
+            model = self.build_model(p, horizon, bare).eval()
             with torch.no_grad():
                 out = model.forecast(
                     batch["context"],
@@ -570,13 +660,14 @@ class MSFTEngine:
                     num_samples=1,
                     available=batch["available"],
                 )
-            # score each window in units of its context's spread, so no series dominates
-            spread = _spread(batch["context"], batch["context_observed"])
-            spread = spread.clamp(min=1e-3 * float(spread.median()) + 1e-8)
             err = ((out["scale_means"][:, 0] - batch["horizon"]) / spread[:, None]) ** 2
             err = torch.where(batch["horizon_observed"], err, torch.nan)
-            scores[p] = float(np.nanmean(err.numpy()))
-        return min(scores, key=scores.get), scores
+            errors[p] = np.nanmean(err.double().numpy(), axis=1)  # one error per window
+        origins = [data.origin(int(i)) for i in idx]
+        independent = independent_windows(origins, horizon)
+        chosen, why = prefer_smaller_patch(errors, independent)
+        scores = {p: float(np.nanmean(e)) for p, e in errors.items()}
+        return chosen, scores, why
 
     def _trainer_kwargs(self, max_steps: int) -> dict[str, Any]:
         s = self.settings
@@ -726,7 +817,7 @@ class MSFTEngine:
         if self.model_ is None:
             raise RuntimeError("This engine is not fitted yet; call fit() first.")
         contexts = as_float_series(contexts, what="context", require_observed=False)
-        C = int(self.settings.context_length)
+        C = self.context_length_
         check_observed_contexts(contexts, C)
         if not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}.")
@@ -846,8 +937,11 @@ class MSFTEngine:
             return engine
         report = FitReport(**meta["report"])
         report.patch_size_scores = {int(k): v for k, v in report.patch_size_scores.items()}
+        if not report.prediction_length:  # saved before the report recorded the lengths
+            report.prediction_length = int(engine.settings.prediction_length)
+            report.context_length = int(engine.settings.context_length)
         engine.backbone_source_ = meta.get("backbone")
-        model = engine.build_model(report.patch_size, int(engine.settings.prediction_length))
+        model = engine.build_model(report.patch_size, report.prediction_length)
         tensors = dict(state["tensors"])
         residuals = tensors.pop("__residuals__", None)
         _load_trainable(model, tensors)
@@ -1119,6 +1213,86 @@ def _check_one_patch(series: list[np.ndarray], patch_size: int) -> None:
             UserWarning,
             stacklevel=4,
         )
+
+
+def source_label(record: dict[str, Any], detail: bool = True) -> str:
+    """A backbone source record (``MSFTEngine.backbone_source_``) in words.
+
+    The hub id (with ``@revision``) or folder; for the offline fallback, also what was asked
+    for and (``detail``) that these are not its weights.
+
+    Examples
+    --------
+    >>> record = {"name": "moirai", "location": "bundled:moirai-tiny", "fell_back": True}
+    >>> source_label(record, detail=False)
+    "bundled:moirai-tiny (offline fallback for 'moirai')"
+    """
+    used = str(record["location"]) + (f"@{record['revision']}" if record.get("revision") else "")
+    if not record.get("fell_back"):
+        return used
+    name = record["name"]
+    if not detail:
+        return f"{used} (offline fallback for {name!r})"
+    return (
+        f"{used} (offline fallback for {name!r}: the small bundled backbone pre-trained on "
+        f"synthetic data, not {name!r}'s weights; allow_fallback=False makes this an error)"
+    )
+
+
+#: How many standard errors a larger patch size must beat a smaller one by to be chosen.
+PATCH_EVIDENCE_SE = 2.0
+
+
+def independent_windows(origins: Sequence[tuple[int, int]], horizon: int) -> int:
+    """How many non-overlapping horizons the windows at ``(series, origin)`` span in total.
+
+    Overlapping windows of one series share most of their targets, so the evidence they hold
+    is about that of the horizons that fit side by side in the span they cover (and never more
+    than the number of windows).
+    """
+    spans: dict[int, list[int]] = {}
+    for series, origin in origins:
+        spans.setdefault(series, []).append(origin)
+    # never more than the windows themselves: windows far apart leave gaps between horizons
+    return sum(min(len(set(o)), (max(o) - min(o) + horizon) // horizon) for o in spans.values())
+
+
+def prefer_smaller_patch(errors: dict[int, np.ndarray], independent: int) -> tuple[int, str]:
+    """The smallest patch size the best-scoring one does not beat clearly, and why.
+
+    ``errors`` maps each candidate to its per-window errors (the same windows for all).  The
+    best candidate replaces a smaller one only if its mean error is lower by more than
+    :data:`PATCH_EVIDENCE_SE` standard errors of the paired differences, counting
+    ``independent`` windows (fewer than two: never).
+    """
+    sizes = sorted(errors)
+    means = {p: float(np.nanmean(errors[p])) for p in sizes}
+    best = min(sizes, key=lambda p: means[p])
+    listed = ", ".join(f"{p}: {means[p]:.3g}" for p in sizes)
+    chosen = best
+    for p in sizes:
+        if p == best:
+            break
+        diff = errors[best] - errors[p]
+        diff = diff[np.isfinite(diff)]
+        if independent >= 2 and diff.size >= 2:
+            se = float(np.std(diff, ddof=1)) / math.sqrt(min(independent, diff.size))
+            if float(np.mean(diff)) < -PATCH_EVIDENCE_SE * se:
+                continue  # the best is clearly better than p: look at the next size
+        chosen = p  # no clear evidence against p: keep the smaller size
+        break
+    if chosen == best:
+        why = "the lowest zero-shot validation error" + (
+            f", clearly below the smaller sizes over {independent} independent horizons"
+            if chosen != sizes[0]
+            else ""
+        )
+    else:
+        why = (
+            f"the smallest size that {best} does not beat by {PATCH_EVIDENCE_SE:g} standard "
+            f"errors over {independent} independent horizon(s)"
+        )
+    return chosen, f"patch size {chosen}: {why} (mean squared error per size, {listed})"
 
 
 def _spread(context: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

@@ -64,11 +64,15 @@ class MSFTForecaster(BaseForecaster):
         forecasting head before fine-tuning).
     context_length : int, default=512
         Steps of history the model sees; the last ``context_length`` steps of every series
-        are kept for prediction.
-    prediction_length : int, default=96
-        Training horizon when ``fh`` is not passed to ``fit``. When ``fh`` is passed to
-        ``fit``, the training horizon is ``max(fh)`` in steps instead. Moirai forecasts any
-        horizon later; MOMENT at most its training horizon.
+        are kept for prediction.  Capped at fit by the longest series (steps before a
+        series' start would be padding); ``engine_.context_length_`` is the one used.
+    prediction_length : int or "auto", default="auto"
+        Training horizon when ``fh`` is not passed to ``fit``. ``"auto"``: 96 steps, or on
+        series shorter than 480 steps a fifth of the longest series, rounded down to whole
+        seasons (24 on 144 monthly points); ``engine_.prediction_length_`` is the one used
+        and ``engine_.report_.choices`` says why. When ``fh`` is passed to ``fit``, the
+        training horizon is ``max(fh)`` in steps instead. Moirai forecasts any horizon
+        later; MOMENT at most its training horizon.
     num_scales : int, default=4
         Scales including the original resolution (``K + 1``; each coarser scale halves the
         resolution); ``"msft"`` only.
@@ -163,7 +167,13 @@ default="validation"
     Attributes
     ----------
     engine_ : MSFTEngine
-        The fitted engine (its ``report_`` says what the fine-tune did).
+        The fitted engine (its ``report_`` says what the fine-tune did, and ``report_.choices``
+        what it chose from the data: context, training horizon, patch size, and why).
+    backbone_used_ : str
+        The checkpoint actually fine-tuned: hub id (and revision), folder, or
+        ``"bundled:moirai-tiny (offline fallback for 'moirai': ...)"`` when the default
+        backbone could not be downloaded (``allow_fallback=False`` makes that an error).
+        Also shown at the end of the fitted forecaster's ``repr``.
     history_ : pd.DataFrame
         The last ``context_length`` plus training-horizon steps of every series (inner mtype),
         the context of the next forecast.
@@ -245,7 +255,7 @@ default="validation"
         allow_fallback: bool = True,
         fit_strategy: str = "msft",
         context_length: int = 512,
-        prediction_length: int = 96,
+        prediction_length: int | str = "auto",
         num_scales: int = 4,
         patch_size: int | str = "auto",
         pooling: str = "mean",
@@ -331,16 +341,17 @@ default="validation"
             super().__init__()
 
     # ------------------------------------------------------------------------------ settings
-    def _settings(self, horizon: int) -> MSFTSettings:
+    def _settings(self, horizon: int | str) -> MSFTSettings:
         """Engine settings from the hyper-parameters, with the training horizon ``horizon``."""
         values = {name: getattr(self, name) for name in _SETTING_NAMES}
-        values["prediction_length"] = int(horizon)
+        values["prediction_length"] = horizon
         return MSFTSettings(**values)
 
-    def _training_horizon(self, fh: ForecastingHorizon | None, cutoff) -> int:
-        """``max(fh)`` in steps after ``cutoff`` if ``fh`` is given, else ``prediction_length``."""
+    def _training_horizon(self, fh: ForecastingHorizon | None, cutoff) -> int | str:
+        """``max(fh)`` in steps after ``cutoff`` if ``fh`` is given, else ``prediction_length``
+        (``"auto"``: the engine chooses it from the data)."""
         if fh is None:
-            return int(self.prediction_length)
+            return self.prediction_length
         steps = fh.to_relative(cutoff).to_numpy()
         return max(1, int(np.max(steps)))
 
@@ -375,8 +386,17 @@ default="validation"
             engine = self._from_pretrained(pretrained, settings)
             engine.fit(series, freq=freq, warm_start=True)
         self.engine_ = engine
+        self.backbone_used_ = engine.backbone_used
         self.history_ = _tail(y, self._history_length())
         return self
+
+    def __repr__(self, n_char_max: int = 700) -> str:
+        """The parameters, and once fitted the checkpoint actually used (``backbone_used_``):
+        ``backbone="moirai"`` offline runs on the bundled fallback, which must not pass for
+        Moirai in a backtest or a grid search."""
+        text = super().__repr__(n_char_max)
+        used = getattr(self, "backbone_used_", None)
+        return text if used is None else f"{text}  # fitted on {used}"
 
     def _from_pretrained(self, pretrained: MSFTEngine, settings: MSFTSettings) -> MSFTEngine:
         """A new engine with the current settings holding a copy of the pretrained tensors.
@@ -384,10 +404,13 @@ default="validation"
         Goes through the engine's public ``state``/``from_state`` so the pretrained engine is
         never modified, and changed structural settings (strategy, ranks, ...) fail clearly.
         """
-        trained_horizon = int(pretrained.settings.prediction_length)
+        trained_horizon = pretrained.prediction_length_
         if self._backbone().kind == "moment" and settings.prediction_length != trained_horizon:
             # MOMENT's forecasting head has a fixed output length: keep the pretrained one
-            if settings.prediction_length > trained_horizon:
+            if (
+                settings.prediction_length != "auto"
+                and settings.prediction_length > trained_horizon
+            ):
                 raise ValueError(
                     f"The MOMENT model was pretrained for a horizon of {trained_horizon} "
                     f"steps; fit needs {settings.prediction_length}. Pass a shorter fh to fit "
@@ -400,7 +423,7 @@ default="validation"
 
     def _history_length(self) -> int:
         """Steps of every series kept: a context plus one training horizon (for ``update``)."""
-        return int(self.context_length) + int(self.engine_.settings.prediction_length)
+        return int(self.context_length) + self.engine_.prediction_length_
 
     # ------------------------------------------------------------------------------ pretrain
     def _pretrain(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):

@@ -45,7 +45,7 @@ from msft_forecast.benchmarks import classical, peers
 from msft_forecast.benchmarks.classical import BASELINES
 from msft_forecast.benchmarks.resources import PeakMemory
 from msft_forecast.data.lsf import DATASETS, LSFDataset, load_lsf
-from msft_forecast.engine import MSFTEngine, MSFTSettings
+from msft_forecast.engine import MSFTEngine, MSFTSettings, source_label
 from msft_forecast.msft.strategies import FIT_STRATEGIES
 
 QUANTILES = np.round(np.arange(0.1, 1.0, 0.1), 2)
@@ -77,6 +77,9 @@ class RunResult:
     coverage50: float | None = None
     coverage95: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The checkpoint a fine-tuned model ran on (``MSFTEngine.backbone_used``; names the
+    #: offline fallback), "-" for peers and baselines.
+    backbone: str = "-"
 
 
 def test_origins(ds: LSFDataset, horizon: int, stride: int) -> np.ndarray:
@@ -346,6 +349,7 @@ def run_one(
                 fit_memory_mb=memory.peak_mb,
                 sampling=mode or "-",
                 extra=window_errors(mean, w),
+                backbone=source_label(engine.backbone_source_, detail=False),
                 **metrics,
             )
         )
@@ -445,6 +449,7 @@ TABLE_COLUMNS = (
     "fit_seconds",
     "fit_memory_mb",
     "windows",
+    "backbone",
 )
 
 
@@ -960,7 +965,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
     if any(resolve_model(m)[0] == "engine" for m in args.strategies):
         from msft_forecast.backbones.cache import get_backbone
 
-        get_backbone(args.backbone)  # load once up front: fit memory excludes the frozen weights
+        # load once up front: fit memory excludes the frozen weights; and say what was loaded,
+        # so that an offline fallback is never read as the backbone asked for
+        source = dataclasses.asdict(get_backbone(args.backbone).source)
+        print(f"# backbone used: {source_label(source, detail=False)}", flush=True)
     results: list[RunResult] = []
 
     def report(new: list[RunResult]) -> None:

@@ -56,6 +56,19 @@ def fit_seconds(policy: str, threads: int, steps: int) -> tuple[float, int]:
     return float(seconds), int(used)
 
 
+def _without_markdown(argv: list[str]) -> list[str]:
+    """The arguments less ``--markdown PATH`` (where the table goes is not how it was made)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--markdown":
+            skip = True
+        elif not arg.startswith("--markdown="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -66,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[0, 1], help="0: torch's default")
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args(argv)
+    from msft_forecast.benchmarks.lsf import environment
+
+    env = environment()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     cpus = os.cpu_count()
     cells = [(p, t, c) for p in args.policies for t in args.threads for c in ("idle", "busy")]
@@ -94,10 +110,11 @@ def main(argv: list[str] | None = None) -> None:
             used = runs[policy, threads, "idle"][0][1]
             rows.append((policy, f"{used}" + (" (default)" if threads == 0 else ""), times))
     lines = [
-        f"- {cpus} CPUs, load {load} at the start, {args.steps} steps per fit, median of "
+        f"- {env['cpu']} ({cpus} CPUs), torch {env['torch']}, commit {env['commit']}, load "
+        f"{load} at the start, {args.steps} steps per fit, median of "
         f"{args.repeats} fresh processes per cell, cells visited in turn; command: "
         "python benchmarks/thread_policy.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        + " ".join(_without_markdown(argv if argv is not None else sys.argv[1:])),
         "",
         "| wait policy | torch threads | idle (s) | next to one busy process (s) | busy / idle |",
         "|---|---|---|---|---|",

@@ -182,8 +182,9 @@ def weighting_args(smoke: bool) -> list[str]:
     if smoke:
         seeds = ["0"]
         budget = [
-            "--stride", "2000", "--max-steps", "2", "--val-check-interval", "1",
-            "--context", "96", "--horizon", "24", "--num-samples", "10", "--channels", "OT",
+            "--stride", "2000", "--budget", "steps", "--max-steps", "2",
+            "--val-check-interval", "1", "--context", "96", "--horizon", "24",
+            "--num-samples", "10", "--channels", "OT",
         ]  # fmt: skip
     return [
         "--strategies", *WEIGHTING_MODELS, "--seeds", *seeds, "--sampling", "mixture", "blend",

@@ -267,3 +267,32 @@ def test_cli_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Zero-shot evaluation helper
 # ---------------------------------------------------------------------------------------------
+
+
+def test_init_starts_from_a_backbone_and_records_it(tmp_path: Path) -> None:
+    """``init`` copies a bundled backbone's weights and the record names them by SHA-256."""
+    import hashlib
+
+    from msft_forecast.backbones.checkpoint import bundled_checkpoint_dir
+
+    record_v1 = json.loads(
+        (bundled_checkpoint_dir("moirai-tiny-v1") / "training_record.json").read_text()
+    )
+    arch = {k: record_v1["settings"][k] for k in ("d_model", "num_layers", "max_seq_len")}
+    cfg = micro_config(
+        **arch,
+        patch_sizes=tuple(record_v1["settings"]["patch_sizes"]),
+        row_tokens=64,
+        max_steps=2,
+        corpus="v2",
+        init="moirai-tiny-v1",
+        min_length=48,
+    )
+    pretrain(cfg, tmp_path, log=quiet)
+    record = json.loads((tmp_path / "training_record.json").read_text())
+    weights = bundled_checkpoint_dir("moirai-tiny-v1") / "model.safetensors"
+    assert record["init"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["init"]["steps"] == record_v1["steps"]
+    assert record["corpus"]["corpus"] == "v2" and "corpus v2" in record["what"]
+    with pytest.raises(ValueError, match="another architecture"):
+        pretrain(micro_config(init="moirai-tiny-v1"), tmp_path / "other", log=quiet)

@@ -150,3 +150,42 @@ def test_ar1_filter_matches_the_recursion(phi: float, length: int) -> None:
         prev = phi * prev + e[t]
         expected[t] = prev
     np.testing.assert_allclose(_ar1_filter(e, phi), expected, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------- corpus v2
+def test_corpus_v2_covers_short_low_frequency_and_new_families() -> None:
+    from msft_forecast.pretraining.synthetic import FAMILIES_V2, FREQUENCIES_V2
+
+    stream = iter_training_windows(
+        np.random.default_rng(0), min_length=48, typical_prob=0.3, corpus="v2"
+    )
+    samples = list(itertools.islice(stream, 600))
+    assert {s.kind for s in samples} == set(FAMILIES_V2)
+    assert {s.freq for s in samples} == set(FREQUENCIES_V2)
+    lengths = np.array([len(s.values) for s in samples])
+    assert lengths.min() >= 48 and np.mean(lengths < 200) > 0.2  # short windows are common
+    assert all(np.isfinite(s.values).all() for s in samples)
+    intermittent = [s.values for s in samples if s.kind == "intermittent"]
+    assert intermittent and all(np.mean(x == 0) > 0.0 and x.min() >= 0 for x in intermittent)
+    assert all(np.array_equal(x, np.round(x)) for x in intermittent)
+    walks = [s for s in samples if s.kind == "random_walk"]
+    assert any(s.description["log"] for s in walks) and any(not s.description["log"] for s in walks)
+    for s in samples:  # seasonal periods are the rate's and fit at least twice
+        assert set(s.periods) <= set(FREQUENCIES_V2[s.freq])
+        assert all(len(s.values) >= 2 * p for p in s.periods)
+
+
+def test_corpus_v2_is_deterministic_and_leaves_v1_unchanged() -> None:
+    from msft_forecast.pretraining.synthetic import generate_sample_v2
+
+    a = generate_sample_v2(np.random.default_rng(3), 150, "Q").values
+    b = generate_sample_v2(np.random.default_rng(3), 150, "Q").values
+    np.testing.assert_array_equal(a, b)
+    v1 = [s.values for s in itertools.islice(iter_training_windows(np.random.default_rng(7)), 5)]
+    explicit = iter_training_windows(np.random.default_rng(7), corpus="v1")
+    for x, s in zip(v1, itertools.islice(explicit, 5), strict=True):
+        np.testing.assert_array_equal(x, s.values)
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        next(iter_training_windows(np.random.default_rng(0), corpus="v3"))
+    with pytest.raises(ValueError, match="unknown freq"):
+        generate_sample_v2(np.random.default_rng(0), 100, "fortnightly")

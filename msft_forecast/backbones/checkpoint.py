@@ -55,6 +55,9 @@ SHORT_NAMES: dict[str, str] = {
     "moment-base": "AutonLab/MOMENT-1-base",
     "moment-large": "AutonLab/MOMENT-1-large",
     "moirai-tiny": BUNDLED_PREFIX + "moirai-tiny",
+    # the first bundled backbone, kept for comparisons and as the start of the current one's
+    # pre-training (its record names it), so that run stays reproducible from this package
+    "moirai-tiny-v1": BUNDLED_PREFIX + "moirai-tiny-v1",
 }
 DEFAULT_BACKBONE = "moirai"
 FALLBACK_BACKBONE = "moirai-tiny"

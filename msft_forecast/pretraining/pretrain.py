@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from msft_forecast.pretraining.synthetic import (
+    CORPORA,
     SyntheticSeries,
     corpus_description,
     iter_training_windows,
@@ -58,6 +59,10 @@ FREQ_PATCH_SIZES: dict[str, tuple[int, ...]] = {
     "D": (16, 32),
     "W": (16, 32),
     "M": (8, 16, 32),
+    # corpus v2's rates: uni2ts' sizes for quarterly and yearly data; any small size unlabelled
+    "Q": (8,),
+    "Y": (8,),
+    "int": (8, 16, 32),
 }
 
 #: Horizons of the long-horizon benchmarks; "eval-like" windows use one of them.
@@ -123,6 +128,12 @@ class PretrainConfig:
         Steps per line of the log and per point of the recorded loss curve.
     checkpoint_minutes : float
         Wall time between two writes of ``state.pt``.
+    corpus : {"v1", "v2"}
+        Synthetic corpus (:mod:`msft_forecast.pretraining.synthetic`).
+    init : str or None
+        Backbone whose weights the run starts from (a bundled name such as
+        ``"moirai-tiny-v1"``, or a checkpoint folder) instead of a random initialisation; its
+        architecture must equal this one.  The optimizer starts fresh.
     """
 
     d_model: int = 128
@@ -155,6 +166,8 @@ class PretrainConfig:
     max_steps: int | None = None
     log_every: int = 25
     checkpoint_minutes: float = 5.0
+    corpus: str = "v1"
+    init: str | None = None
 
     def __post_init__(self) -> None:
         self.patch_sizes = tuple(int(p) for p in self.patch_sizes)
@@ -168,6 +181,8 @@ class PretrainConfig:
             )
         if not 0.0 < self.min_horizon_frac <= self.max_horizon_frac < 1.0:
             raise ValueError("need 0 < min_horizon_frac <= max_horizon_frac < 1")
+        if self.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-serialisable dict."""
@@ -683,6 +698,9 @@ def pretrain(
         log(f"resumed from {state_path} at step {st.step} ({st.elapsed_s / 60:.1f} min trained)")
     else:
         st = TrainState()
+        if cfg.init is not None:
+            _load_init(module, cfg)
+            log(f"initialised from {cfg.init}")
         if cfg.max_steps is not None:
             total = cfg.max_steps
             st.schedule = {
@@ -695,6 +713,7 @@ def pretrain(
         max_length=cfg.max_length,
         typical_length=cfg.typical_length,
         typical_prob=cfg.typical_prob,
+        corpus=cfg.corpus,
     )
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     if cfg.precision == "bf16":
@@ -776,6 +795,47 @@ def pretrain(
     return st
 
 
+def _load_init(module: nn.Module, cfg: PretrainConfig) -> None:
+    """Copy the weights of the backbone ``cfg.init`` into ``module`` (same architecture)."""
+    from msft_forecast.backbones.checkpoint import load_backbone
+
+    init = load_backbone(cfg.init, allow_fallback=False)
+    theirs = init.module.state_dict()
+    ours = module.state_dict()
+    if set(theirs) != set(ours) or any(theirs[k].shape != ours[k].shape for k in ours):
+        raise ValueError(
+            f"init backbone {cfg.init!r} has another architecture than d_model={cfg.d_model}, "
+            f"num_layers={cfg.num_layers}, patch_sizes={list(cfg.patch_sizes)}"
+        )
+    module.load_state_dict(theirs)
+    module.float().train()
+
+
+def init_description(name: str | None) -> dict[str, Any] | None:
+    """Where the initial weights came from: location, weights' SHA-256, and the settings and
+    seed of the run that made them (from its training record, when it has one)."""
+    if name is None:
+        return None
+    import hashlib
+
+    from msft_forecast.backbones.checkpoint import resolve_checkpoint
+
+    source = resolve_checkpoint(name, allow_fallback=False)
+    folder = Path(source.folder)
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    out: dict[str, Any] = {"name": name, "location": source.location, "sha256": digest}
+    record = folder / RECORD_FILE
+    if record.exists():
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+        out.update(
+            what=earlier.get("what"),
+            settings=earlier.get("settings"),
+            steps=earlier.get("steps"),
+            train_wall_time_s=earlier.get("train_wall_time_s"),
+        )
+    return out
+
+
 def export(
     cfg: PretrainConfig, moirai_config: Any, module: nn.Module, st: TrainState, out: Path
 ) -> None:
@@ -800,13 +860,17 @@ def export(
     save_checkpoint(out, moirai_config.to_dict(), module)
     size = (out / "model.safetensors").stat().st_size
     record = {
-        "what": "moirai-tiny: Moirai 1.x architecture pre-trained on synthetic data only",
+        "what": (
+            "moirai-tiny: Moirai 1.x architecture pre-trained on synthetic data only (corpus "
+            f"{cfg.corpus}" + (f", starting from {cfg.init}" if cfg.init else "") + ")"
+        ),
+        "init": init_description(cfg.init),
         "settings": cfg.to_dict(),
         "seed": cfg.seed,
         "moirai_config": moirai_config.to_dict(),
         "parameters": _count_parameters(module),
         "weights_bytes": size,
-        "corpus": corpus_description(),
+        "corpus": corpus_description(cfg.corpus),
         "objective": (
             "masked forecasting: mixture NLL on observed horizon entries, mean per window then "
             "over windows (uni2ts PackedNLLLoss); horizon = standard horizon or 15-50 % of window"
@@ -864,6 +928,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-len", type=int, default=d.max_seq_len)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
+    p.add_argument("--corpus", choices=list(CORPORA), default=d.corpus)
+    p.add_argument(
+        "--init", default=None, help="start from this backbone's weights (bundled name or folder)"
+    )
+    p.add_argument("--min-length", type=int, default=d.min_length)
+    p.add_argument("--typical-prob", type=float, default=d.typical_prob)
     p.add_argument("--fresh", action="store_true", help="ignore an existing state.pt")
     return p
 
@@ -891,6 +961,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps,
             log_every=args.log_every,
             checkpoint_minutes=args.checkpoint_minutes,
+            corpus=args.corpus,
+            init=args.init,
+            min_length=args.min_length,
+            typical_prob=args.typical_prob,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

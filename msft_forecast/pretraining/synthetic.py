@@ -22,6 +22,14 @@ sometimes made positive or integer valued (counts), so that the scale-free model
 components (Student-t, near-deterministic Normal, negative binomial, log-normal) see their kind
 of data.
 
+Corpus ``"v2"`` (:func:`generate_sample_v2`, the bundled backbone's second pre-training) keeps
+all of the above and widens it toward what short real series look like: quarterly, yearly and
+unlabelled (integer-indexed) sampling rates, windows from 48 steps; **random walks** with
+drift and momentum, in levels or in logs (multiplicative seasonality, growth); **intermittent**
+counts (many zeros); **regime changes** (the generating process switches at a random time);
+heavy-tailed innovations; and **TSMixup** (convex mixtures of two or three series, as in
+Chronos).  Corpus ``"v1"`` is unchanged, so the first bundled backbone stays reproducible.
+
 All randomness flows from one :class:`numpy.random.Generator`: the same generator state gives the
 same series, bit for bit.
 """
@@ -35,10 +43,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "CORPORA",
     "FREQUENCIES",
+    "FREQUENCIES_V2",
     "SyntheticSeries",
     "corpus_description",
     "generate_sample",
+    "generate_sample_v2",
     "generate_series",
     "iter_training_windows",
     "kernel_synth",
@@ -67,6 +78,41 @@ FREQUENCY_WEIGHTS: dict[str, float] = {
     "W": 0.07,
     "M": 0.07,
 }
+
+#: Corpus v2's sampling rates: v1's, plus quarterly, yearly and unlabelled ("int": an integer
+#: index whose series may still have a cycle of a few steps).
+FREQUENCIES_V2: dict[str, tuple[int, ...]] = {
+    **FREQUENCIES,
+    "Q": (4,),
+    "Y": (),
+    "int": (4, 5, 7, 10, 12, 24),
+}
+
+#: Corpus v2's weights: short, low-frequency data as often as the sub-daily rates.
+FREQUENCY_WEIGHTS_V2: dict[str, float] = {
+    "h": 0.16,
+    "15min": 0.10,
+    "10min": 0.08,
+    "D": 0.14,
+    "W": 0.10,
+    "M": 0.14,
+    "Q": 0.10,
+    "Y": 0.08,
+    "int": 0.10,
+}
+
+#: Corpus v2's families and their probabilities.
+FAMILIES_V2: dict[str, float] = {
+    "kernel_synth": 0.18,
+    "parametric": 0.30,
+    "mixed": 0.10,
+    "random_walk": 0.20,
+    "intermittent": 0.07,
+    "regime": 0.07,
+    "tsmixup": 0.08,
+}
+
+CORPORA: tuple[str, ...] = ("v1", "v2")
 
 SHAPE_KINDS: tuple[str, ...] = ("bumps", "square", "spiky", "sawtooth", "harmonics", "blocks")
 
@@ -116,8 +162,10 @@ def sample_frequency(rng: np.random.Generator) -> str:
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
-def _usable_periods(freq: str, length: int) -> tuple[int, ...]:
-    return tuple(p for p in FREQUENCIES[freq] if length >= _MIN_CYCLES * p)
+def _usable_periods(
+    freq: str, length: int, table: dict[str, tuple[int, ...]] = FREQUENCIES
+) -> tuple[int, ...]:
+    return tuple(p for p in table[freq] if length >= _MIN_CYCLES * p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,6 +580,159 @@ def _rescale(rng: np.random.Generator, x: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 # --------------------------------------------------------------------------------------------
+# Corpus v2 families
+# --------------------------------------------------------------------------------------------
+
+
+def _innovations(rng: np.random.Generator, length: int) -> tuple[np.ndarray, str]:
+    """Unit-scale innovations: Gaussian, or heavy-tailed Student-t (df 1.5-4, clipped)."""
+    if rng.random() < 0.6:
+        return rng.standard_normal(length), "gaussian"
+    df = rng.uniform(1.5, 4.0)
+    return np.clip(rng.standard_t(df, length), -20.0, 20.0), f"student_t(df={df:.1f})"
+
+
+def _random_walk(
+    rng: np.random.Generator, length: int, periods: tuple[int, ...]
+) -> tuple[np.ndarray, dict[str, object]]:
+    """A random walk with drift and momentum (ARIMA(1,1,0)-like), in levels or in logs.
+
+    In logs, ``exp`` of the walk plus a seasonal cycle: growth with multiplicative
+    seasonality, as in economic and sales series.
+    """
+    innovations, noise = _innovations(rng, length)
+    phi = rng.uniform(0.0, 0.8) if rng.random() < 0.5 else 0.0
+    steps = _ar1_filter(innovations, phi) if phi else innovations
+    drift = rng.normal(0.0, 0.5) if rng.random() < 0.7 else 0.0
+    walk = np.cumsum(steps + drift)
+    walk = walk / max(float(walk.std()), 1e-12)
+    seasonal = np.zeros(length)
+    chosen: tuple[int, ...] = ()
+    if periods and rng.random() < 0.6:
+        chosen = (int(rng.choice(periods)),)
+        seasonal = seasonal_component(rng, length, chosen)
+        seasonal = seasonal / max(float(seasonal.std()), 1e-12) * rng.uniform(0.05, 0.6)
+    noise_level = float(np.exp(rng.uniform(np.log(0.01), np.log(0.3))))
+    values = walk + seasonal + noise_level * rng.standard_normal(length)
+    log_scale = rng.random() < 0.4
+    if log_scale:  # growth: exp of a walk with a spread of 0.1-1 in logs
+        values = np.exp(rng.uniform(0.1, 1.0) * _standardise(values))
+    info: dict[str, object] = {
+        "drift": round(float(drift), 3),
+        "momentum": round(float(phi), 3),
+        "innovations": noise,
+        "periods": chosen,
+        "log": bool(log_scale),
+    }
+    return values, info
+
+
+def _intermittent(rng: np.random.Generator, length: int, periods: tuple[int, ...]) -> np.ndarray:
+    """Intermittent counts: demand occurs with a slowly varying probability, in random sizes."""
+    base = rng.uniform(0.03, 0.6)
+    signal = kernel_synth(rng, length, periods, max_kernels=2)[0]
+    prob = np.clip(base * np.exp(rng.uniform(0.0, 1.0) * _standardise(signal)), 0.0, 0.95)
+    occurs = rng.random(length) < prob
+    sizes = 1.0 + rng.poisson(rng.uniform(0.0, 8.0), length)
+    return np.where(occurs, sizes, 0.0)
+
+
+def _regime(
+    rng: np.random.Generator, length: int, periods: tuple[int, ...]
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Two processes joined at a random time; the second starts where the first ended or jumps."""
+    first, _ = _parametric(rng, length, periods)
+    second, _ = (
+        _random_walk(rng, length, periods)
+        if rng.random() < 0.5
+        else _parametric(rng, length, periods)
+    )
+    first, second = _standardise(first), _standardise(second) * rng.uniform(0.3, 2.0)
+    switch = int(rng.uniform(0.3, 0.85) * length)
+    jump = 0.0 if rng.random() < 0.5 else rng.normal(0.0, 1.5)
+    second = second - second[switch] + first[switch - 1] + jump
+    return np.concatenate([first[:switch], second[switch:]]), {"switch": switch}
+
+
+def sample_frequency_v2(rng: np.random.Generator) -> str:
+    """Draw a corpus-v2 sampling rate according to :data:`FREQUENCY_WEIGHTS_V2`."""
+    names = list(FREQUENCY_WEIGHTS_V2)
+    weights = np.array([FREQUENCY_WEIGHTS_V2[n] for n in names])
+    return names[int(rng.choice(len(names), p=weights / weights.sum()))]
+
+
+def generate_sample_v2(
+    rng: np.random.Generator, length: int, freq: str | None = None
+) -> SyntheticSeries:
+    """Generate one corpus-v2 series (see the module docstring) with its description.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness; the result depends only on its state.
+    length : int
+        Number of steps (at least 16).
+    freq : str, optional
+        Simulated sampling rate (a key of :data:`FREQUENCIES_V2`); drawn when omitted.
+
+    Returns
+    -------
+    SyntheticSeries
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = generate_sample_v2(np.random.default_rng(0), 120, "Q")
+    >>> s.values.shape, s.freq
+    ((120,), 'Q')
+    """
+    if length < 16:
+        raise ValueError(f"length must be at least 16, got {length}")
+    if freq is None:
+        freq = sample_frequency_v2(rng)
+    elif freq not in FREQUENCIES_V2:
+        raise ValueError(f"unknown freq {freq!r}; expected one of {sorted(FREQUENCIES_V2)}")
+    periods = _usable_periods(freq, length, FREQUENCIES_V2)
+    names = list(FAMILIES_V2)
+    weights = np.array([FAMILIES_V2[n] for n in names])
+    kind = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    info: dict[str, object] = {}
+    present: tuple[int, ...] = ()
+    if kind in ("kernel_synth", "parametric", "mixed"):
+        # v1's families on v2's sampling rates (v1's generator draws them the same way)
+        values, formula = (None, "")
+        if kind == "kernel_synth":
+            values, formula = kernel_synth(rng, length, periods)
+            info["kernel"] = formula
+        else:
+            values, info = _parametric(rng, length, periods)
+            present = tuple(info["periods"])  # type: ignore[arg-type]
+            if kind == "mixed":
+                gp, formula = kernel_synth(rng, length, periods, max_kernels=3)
+                values = _standardise(values) + rng.uniform(0.2, 0.7) * gp
+                info["kernel"] = formula
+        present = tuple(sorted(set(present) | {p for p in periods if f"p={p}," in formula}))
+    elif kind == "random_walk":
+        values, info = _random_walk(rng, length, periods)
+        present = tuple(info["periods"])  # type: ignore[arg-type]
+    elif kind == "intermittent":
+        values = _intermittent(rng, length, periods)
+        info["value_mode"] = "intermittent"
+        return SyntheticSeries(values=values, freq=freq, periods=(), kind=kind, description=info)
+    elif kind == "regime":
+        values, info = _regime(rng, length, periods)
+    else:  # tsmixup: a convex mixture of series of the same rate and length
+        k = int(rng.integers(2, 4))
+        parts = [_standardise(generate_sample_v2(rng, length, freq).values) for _ in range(k)]
+        mix = rng.dirichlet(np.ones(k))
+        values = np.sum([w * x for w, x in zip(mix, parts, strict=True)], axis=0)
+        info["mixture"] = [round(float(w), 3) for w in mix]
+    values, mode = _rescale(rng, values)
+    info["value_mode"] = mode
+    return SyntheticSeries(values=values, freq=freq, periods=present, kind=kind, description=info)
+
+
+# --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
 
@@ -621,11 +822,13 @@ def iter_training_windows(
     max_length: int = 2304,
     typical_length: int = 608,
     typical_prob: float = 0.5,
+    corpus: str = "v1",
 ) -> Iterator[SyntheticSeries]:
     """Yield an endless stream of synthetic training windows.
 
     Window lengths are ``typical_length`` (by default 512 context + 96 horizon) with probability
-    ``typical_prob``, otherwise uniform on ``[min_length, max_length]``.
+    ``typical_prob``, otherwise uniform on ``[min_length, max_length]`` (corpus ``"v1"``) or
+    log-uniform on it (``"v2"``: short windows as often as long ones).
 
     Parameters
     ----------
@@ -637,6 +840,8 @@ def iter_training_windows(
         The most frequent window length.
     typical_prob : float, optional
         Probability of drawing ``typical_length``.
+    corpus : {"v1", "v2"}, default "v1"
+        Generator: :func:`generate_sample` or :func:`generate_sample_v2`.
 
     Yields
     ------
@@ -645,22 +850,49 @@ def iter_training_windows(
     """
     if not 16 <= min_length <= max_length:
         raise ValueError(f"need 16 <= min_length <= max_length, got {min_length}, {max_length}")
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
     while True:
         if rng.random() < typical_prob:
             length = typical_length
-        else:
+        elif corpus == "v1":
             length = int(rng.integers(min_length, max_length + 1))
-        yield generate_sample(rng, length)
+        else:
+            length = int(np.exp(rng.uniform(np.log(min_length), np.log(max_length + 1))))
+        yield generate_sample(rng, length) if corpus == "v1" else generate_sample_v2(rng, length)
 
 
-def corpus_description() -> dict[str, object]:
+def corpus_description(corpus: str = "v1") -> dict[str, object]:
     """Describe the corpus generator, for training records.
+
+    Parameters
+    ----------
+    corpus : {"v1", "v2"}, default "v1"
 
     Returns
     -------
     dict
         JSON-serialisable summary of the families, frequencies, periods and mixing weights.
     """
+    v1 = _corpus_v1_description()
+    if corpus == "v1":
+        return v1
+    return {
+        **v1,
+        "corpus": "v2",
+        "families": dict(FAMILIES_V2),
+        "frequencies": {k: list(v) for k, v in FREQUENCIES_V2.items()},
+        "frequency_weights": dict(FREQUENCY_WEIGHTS_V2),
+        "window_lengths": "typical length, else log-uniform on [min_length, max_length]",
+        "random_walk": "ARIMA(1,1,0)-like with drift, Gaussian or Student-t(1.5-4) steps, "
+        "optional season, in levels or exp (multiplicative)",
+        "intermittent": "Bernoulli occurrences with slowly varying probability x 1 + Poisson",
+        "regime": "parametric, then parametric or random walk from a random time",
+        "tsmixup": "Dirichlet-weighted mixture of 2-3 standardised v2 series",
+    }
+
+
+def _corpus_v1_description() -> dict[str, object]:
     return {
         "generator": "msft_forecast.pretraining.synthetic",
         "families": {"kernel_synth": 0.3, "parametric": 0.5, "mixed": 0.2},

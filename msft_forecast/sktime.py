@@ -18,7 +18,7 @@ from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
 from msft_forecast.engine import MSFTEngine, MSFTSettings
 from msft_forecast.frequencies import frequency_key
-from msft_forecast.validation import check_time_index
+from msft_forecast.validation import check_time_index, regular_grid
 
 __all__ = ["MSFTForecaster"]
 
@@ -663,13 +663,7 @@ def _on_grid(y: pd.DataFrame, step: Any) -> pd.DataFrame:
 
     def regular(frame: pd.DataFrame, name: str) -> pd.DataFrame:
         index = frame.index
-        if isinstance(index, pd.PeriodIndex):
-            grid = pd.period_range(index[0], index[-1], freq=step)
-        elif isinstance(index, pd.DatetimeIndex):
-            grid = pd.date_range(index[0], index[-1], freq=step)
-        else:
-            grid = pd.Index(np.arange(index[0], index[-1] + 1, step), dtype=index.dtype)
-        off = index.difference(grid)
+        grid, off = regular_grid(index, step)
         if len(off):
             raise ValueError(
                 f"the time points of {name} are not on the series' grid (step {step} from "

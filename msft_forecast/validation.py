@@ -19,6 +19,7 @@ __all__ = [
     "check_accelerator",
     "check_observed_contexts",
     "check_time_index",
+    "regular_grid",
     "unit_scale",
 ]
 
@@ -147,6 +148,31 @@ def check_time_index(index: pd.Index, *, name: str = "y") -> None:
                 f"Resample to a regular frequency first, e.g. {name}.asfreq('h') (gaps become "
                 f"missing values, which are handled), or use an integer index."
             )
+
+
+def regular_grid(index: pd.Index, step: Any) -> tuple[pd.Index, pd.Index]:
+    """The regular grid of ``step`` from the first to the last time point of ``index``, and the
+    time points of ``index`` that are off it.
+
+    ``index`` is a ``DatetimeIndex`` (``step`` a pandas frequency), a ``PeriodIndex`` or an
+    integer index (``step`` an integer).  Missing time points are the grid's points absent from
+    ``index``; the callers reindex onto the grid, so they become missing values.
+
+    Examples
+    --------
+    >>> grid, off = regular_grid(pd.DatetimeIndex(["2024-01-01", "2024-01-03"]), "D")
+    >>> len(grid), len(off)
+    (3, 0)
+    >>> regular_grid(pd.Index([0, 2, 5]), 2)[1].tolist()
+    [5]
+    """
+    if isinstance(index, pd.PeriodIndex):
+        grid = pd.period_range(index[0], index[-1], freq=step)
+    elif isinstance(index, pd.DatetimeIndex):
+        grid = pd.date_range(index[0], index[-1], freq=step)
+    else:
+        grid = pd.Index(np.arange(index[0], index[-1] + 1, step), dtype=index.dtype)
+    return grid, index.difference(grid)
 
 
 def check_accelerator(

@@ -160,10 +160,14 @@ def test_fewer_observations_than_one_patch_warns_and_forecasts(tmp_path, cli):
             series, output_chunk_length=2, patch_size=16, input_chunk_length=(8, 32)
         )
     assert np.isfinite(fc.values()).all()
-    # with a fixed input_chunk_length, Darts' predict needs that many steps and says so
-    with pytest.raises(ValueError, match="needs at least 32 .*input_chunk_length=\\(min_length"):
-        with pytest.warns(UserWarning, match="fewer than one patch"):
-            darts_fit_predict(series, output_chunk_length=2, patch_size=16)
+    # with a fixed input_chunk_length of 32, fit caps the context at the 10 training steps, so
+    # the training series is forecast; a series shorter than that context is refused, saying so
+    with pytest.warns(UserWarning, match="fewer than one patch"):
+        model = MSFTModel(**{**DA, "output_chunk_length": 2, "patch_size": 16}).fit(series)
+    assert model.min_input_chunk_length == 10
+    assert np.isfinite(model.predict(3).values()).all()
+    with pytest.raises(ValueError, match="needs at least 10 .*input_chunk_length=\\(min_length"):
+        model.predict(3, series=series[:6])
     code, out, err = cli(write_csv(tmp_path / "p.csv", _values(10)))
     assert code == 0, err
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from msft_forecast.data.lsf import LSFDataset
+from msft_forecast.validation import regular_grid
 
 __all__ = ["DatasetSplit", "load_table", "parse_split", "resolve_split"]
 
@@ -335,10 +336,9 @@ def _infer_freq(index: pd.DatetimeIndex, path: Path) -> str:
 def _regular(frame: pd.DataFrame, freq: str, path: Path) -> pd.DataFrame:
     """The frame on a regular grid at ``freq``; missing steps become missing values."""
     try:
-        grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
+        grid, off_grid = regular_grid(frame.index, freq)
     except ValueError as err:
         raise ValueError(f"--freq {freq!r} is not a pandas frequency: {err}") from err
-    off_grid = frame.index.difference(grid)
     if len(off_grid):
         raise ValueError(
             f"{path}: {len(off_grid)} timestamp(s) are off the {freq!r} grid that starts at "

@@ -326,9 +326,28 @@ def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypat
     np.testing.assert_allclose(chunked.mean, full.mean, rtol=1e-6)
 
 
-def test_a_context_of_ten_million_steps_is_refused_before_training():
-    """Refused from the settings (the attention over 10^7 steps cannot fit), before any
-    window is cut; the forecaster stays unfitted."""
+def test_a_context_of_ten_million_steps_is_capped_at_the_series():
+    """A context longer than the series would be padding: fit caps it at the longest series
+    (issue 15 measured a 6.6 GB peak before), so memory stays small and the fit succeeds."""
+    import resource
+
+    import numpy as np
+    import pandas as pd
+
+    y = pd.Series(10 + np.sin(np.arange(120) / 4),
+                  index=pd.date_range("2024-01-01", periods=120, freq="h"))  # fmt: skip
+    forecaster = MSFTForecaster(backbone="moirai-tiny", fit_strategy="lora",
+                                context_length=10**7, max_steps=2, random_state=0)  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    forecaster.fit(y, fh=[1, 2, 3])
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB
+    assert forecaster.engine_.context_length_ == 120
+    assert any("capped at 120" in c for c in forecaster.engine_.report_.choices)
+
+
+def test_a_training_step_that_cannot_fit_is_refused_before_training():
+    """Refused from the settings (a batch of 10^7 windows cannot fit), before any window is
+    cut; the forecaster stays unfitted."""
     import resource
 
     import numpy as np
@@ -336,12 +355,12 @@ def test_a_context_of_ten_million_steps_is_refused_before_training():
 
     from msft_forecast.memory import InsufficientMemoryError
 
-    y = pd.Series(10 + np.sin(np.arange(120) / 4),
-                  index=pd.date_range("2024-01-01", periods=120, freq="h"))  # fmt: skip
+    y = pd.Series(10 + np.sin(np.arange(2000) / 4),
+                  index=pd.date_range("2024-01-01", periods=2000, freq="h"))  # fmt: skip
     forecaster = MSFTForecaster(backbone="moirai-tiny", fit_strategy="lora",
-                                context_length=10**7, max_steps=2, random_state=0)  # fmt: skip
+                                batch_size=10**7, max_steps=2, random_state=0)  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(InsufficientMemoryError, match=r"the longest series has 120 steps"):
+    with pytest.raises(InsufficientMemoryError, match=r"the longest series has 2000 steps"):
         forecaster.fit(y, fh=[1, 2, 3])
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB
     assert not forecaster.is_fitted

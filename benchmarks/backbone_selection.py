@@ -2,6 +2,7 @@
 
     python benchmarks/backbone_selection.py --backbones moirai-tiny-v1 moirai-tiny
     python benchmarks/backbone_selection.py --backbones moirai-tiny-v1 runs/v2/state.pt
+    python benchmarks/backbone_selection.py --backbones moirai-tiny-v1 moirai-tiny --split test
 
 How the bundled backbone's corpus, size and steps are chosen (issue 16): never on test windows.
 Three columns per candidate:
@@ -14,6 +15,9 @@ Three columns per candidate:
   1,200 and horizons of a fifth of the series;
 * **short series validation**: the geometric mean relative MAE of
   :mod:`msft_forecast.benchmarks.short_series` on its validation origins.
+
+``--split test`` scores the same candidates on the test splits and test windows instead: the
+final check, run once a choice has been made, never to make one.
 
 A candidate is a backbone name or folder, or a pre-training ``state.pt`` (its weights are
 exported to a temporary folder first), so a run can be watched while it trains.
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from msft_forecast.benchmarks.lsf import environment
+from msft_forecast.benchmarks.short_series import SHORT_SERIES
 from msft_forecast.data.lsf import DATASETS, load_lsf
 from msft_forecast.engine import MSFTEngine
 
@@ -39,6 +44,7 @@ from msft_forecast.engine import MSFTEngine
 HELD_OUT_SEED = 20261202
 HORIZON = 96
 CONTEXT = 512
+SHORT = len(SHORT_SERIES)
 
 
 def export_state(state: Path, folder: Path) -> Path:
@@ -58,22 +64,35 @@ def export_state(state: Path, folder: Path) -> Path:
     return folder
 
 
-def lsf_validation(backbone: str, root: str) -> dict[str, float]:
-    """Zero-shot MSE on each LSF set's validation split."""
+def lsf_zero_shot(
+    backbone: str,
+    root: str,
+    split: str = "validation",
+    datasets: list[str] | None = None,
+    verify: bool = True,
+) -> dict[str, float]:
+    """Zero-shot MSE on each LSF set's validation split, or (``split="test"``, the final check
+    only) on its test split with the patch size chosen on the validation split, as the
+    benchmark runner does."""
     out = {}
-    for name in DATASETS:
-        ds = load_lsf(name, root)
+    for name in datasets or list(DATASETS):
+        ds = load_lsf(name, root, verify=verify)
         values = ds.normalised()
-        train = [values[: ds.train_end, j] for j in range(values.shape[1])]
+        if split == "validation":  # the model sees the training split only
+            end, validation = ds.train_end, None
+        else:  # as the runner: the patch size is chosen on the validation split
+            end, validation = ds.val_end, ds.val_end - ds.train_end
+        history = [values[:end, j] for j in range(values.shape[1])]
         engine = MSFTEngine(
             backbone=backbone,
             fit_strategy="zero-shot",
             context_length=CONTEXT,
             prediction_length=HORIZON,
-            validation=None,
+            validation=validation,
             random_state=0,
-        ).fit(train, freq=ds.freq)
-        origins = np.arange(ds.train_end, ds.val_end - HORIZON + 1, HORIZON)
+        ).fit(history, freq=ds.freq)
+        stop = ds.val_end if split == "validation" else ds.test_end
+        origins = np.arange(end, stop - HORIZON + 1, HORIZON)
         errors = []
         for j in range(values.shape[1]):
             contexts = [values[:t, j] for t in origins]
@@ -107,7 +126,7 @@ def synthetic_held_out(backbone: str, count: int = 300) -> float:
     return float(np.median(errors))
 
 
-def short_validation(backbone: str) -> float:
+def short_series(backbone: str, split: str = "validation", windows: int = 5) -> float:
     from msft_forecast import MSFTForecaster
     from msft_forecast.benchmarks.short_series import (
         evaluate,
@@ -118,7 +137,8 @@ def short_validation(backbone: str) -> float:
     scores = evaluate(
         load_short_series(),
         lambda: MSFTForecaster(backbone=backbone, fit_strategy="zero-shot"),
-        split="validation",
+        split=split,
+        windows=windows,
     )
     return geometric_mean_relative(scores)
 
@@ -128,15 +148,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbones", nargs="+", required=True)
     parser.add_argument("--root", default="../shared/data/lsf")
     parser.add_argument("--skip-lsf", action="store_true")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--no-verify", action="store_true", help="skip dataset checksums")
+    parser.add_argument(
+        "--split",
+        choices=["validation", "test"],
+        default="validation",
+        help="validation: what choices are made on; test: the final check only",
+    )
+    parser.add_argument("--markdown", default=None, help="also write the table to this file")
+    parser.add_argument("--synthetic-count", type=int, default=300, help="held-out series")
+    parser.add_argument("--short-windows", type=int, default=5, help="windows per short series")
     args = parser.parse_args(argv)
     env = environment()
-    print(
-        f"# {env['cpu']} | torch {env['torch']} | load {env['load']} | commit {env['commit']}\n"
-        f"# command: python benchmarks/backbone_selection.py {' '.join(argv or sys.argv[1:])}"
-    )
-    cols = ([] if args.skip_lsf else list(DATASETS)) + ["synthetic held-out", "short val"]
-    print("| backbone | " + " | ".join(cols) + " |")
-    print("|---|" + "---|" * len(cols))
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    if "--markdown" in shown:
+        del shown[shown.index("--markdown") : shown.index("--markdown") + 2]
+    lines = [
+        f"- {env['cpu']} | torch {env['torch']} | load {env['load']} | commit {env['commit']}; "
+        f"{args.split} split; LSF: zero-shot MSE, horizon {HORIZON}, context {CONTEXT}, "
+        f"windows every {HORIZON} steps; short series: geometric mean relative MAE over "
+        f"{SHORT} series, {args.short_windows} windows each; {args.synthetic_count} held-out "
+        f"synthetic series; command: python "
+        f"benchmarks/backbone_selection.py {' '.join(shown)}",
+        "",
+    ]
+    short_col = f"short series ({args.split})"
+    cols = ([] if args.skip_lsf else list(args.datasets)) + ["synthetic held-out", short_col]
+    lines.append("| backbone | " + " | ".join(cols) + " | seconds |")
+    lines.append("|---|" + "---|" * (len(cols) + 1))
+    print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for k, name in enumerate(args.backbones):
             backbone = name
@@ -145,11 +186,19 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row = {} if args.skip_lsf else lsf_validation(backbone, args.root)
-                row["synthetic held-out"] = synthetic_held_out(backbone)
-                row["short val"] = short_validation(backbone)
+                row = {}
+                if not args.skip_lsf:
+                    row = lsf_zero_shot(
+                        backbone, args.root, args.split, args.datasets, not args.no_verify
+                    )
+                row["synthetic held-out"] = synthetic_held_out(backbone, args.synthetic_count)
+                row[short_col] = short_series(backbone, args.split, args.short_windows)
             cells = " | ".join(f"{row[c]:.4f}" for c in cols)
-            print(f"| {name} | {cells} |  ({time.perf_counter() - start:.0f} s)", flush=True)
+            line = f"| {name} | {cells} | {time.perf_counter() - start:.0f} |"
+            lines.append(line)
+            print(line, flush=True)
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,10 @@ Sections:
 ``thread_policy``
     fit time on an idle machine and next to one busy process, by OpenMP wait policy and torch
     threads (``benchmarks/thread_policy.py``), spliced into ``docs/faq.md``.
+``bundled_backbone``
+    the bundled backbone against the previous one (``moirai-tiny-v1``), zero-shot: on the
+    validation splits and held-out synthetic series (what it was chosen on), then on the test
+    splits (``benchmarks/backbone_selection.py``), spliced into ``docs/backbones.md``.
 ``reported``
     the numbers the MSFT and Moirai papers report, labelled as reported.
 """
@@ -112,6 +116,7 @@ SECTIONS = (
     "training_cost",
     "inference",
     "thread_policy",
+    "bundled_backbone",
     "reported",
 )
 #: Sections that fit models and write JSON.
@@ -123,7 +128,11 @@ ACCURACY_SECTIONS = (
     "ablations_etth1",
 )
 #: Page of each section not on ``docs/benchmarks.md`` (relative to ``docs``).
-SECTION_PAGES = {"own_data": "benchmark_your_data.md", "thread_policy": "faq.md"}
+SECTION_PAGES = {
+    "own_data": "benchmark_your_data.md",
+    "thread_policy": "faq.md",
+    "bundled_backbone": "backbones.md",
+}
 
 
 def lsf_args(section: str, smoke: bool) -> list[str]:
@@ -508,6 +517,18 @@ def run_section(
         from msft_forecast.benchmarks.reported import reported_markdown
 
         md.write_text(reported_markdown(), encoding="utf-8")
+    elif section == "bundled_backbone":
+        script = REPO / "benchmarks" / "backbone_selection.py"
+        smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1"]
+        smoke_args = (smoke_args if smoke else []) + ([] if verify else ["--no-verify"])
+        parts = []
+        for split in ("validation", "test"):
+            part = out_dir / f"{section}.{split}.part.md"
+            cmd = [sys.executable, str(script), "--backbones", "moirai-tiny-v1", "moirai-tiny"]
+            cmd += ["--root", root, "--split", split, *smoke_args, "--markdown", str(part)]
+            subprocess.run(cmd, check=True, cwd=REPO)
+            parts.append(part.read_text(encoding="utf-8"))
+        md.write_text("\n".join(parts), encoding="utf-8")
     elif section == "thread_policy":
         args = ["--steps", "1", "--repeats", "1", "--policies", "PASSIVE"] if smoke else []
         cmd = [sys.executable, str(REPO / "benchmarks" / "thread_policy.py"), *args]

@@ -148,11 +148,15 @@ class SeriesScore:
     windows: int
     mae: dict[str, float]
     choices: list[str] = field(default_factory=list)
+    level: float = 1.0  # mean absolute value of the series
 
     @property
     def relative(self) -> float:
-        """Zero-shot MAE over the better naive MAE."""
-        return self.mae["zero-shot"] / min(self.mae["last value"], self.mae["seasonal naive"])
+        """Zero-shot MAE over the better naive MAE (floored at 1e-6 of the series' level, so
+        that windows a naive forecast gets exactly right give a large, finite ratio)."""
+        floor = 1e-6 * max(self.level, 1e-12)
+        best = min(self.mae["last value"], self.mae["seasonal naive"])
+        return max(self.mae["zero-shot"], floor) / max(best, floor)
 
 
 def evaluate(
@@ -181,7 +185,8 @@ def evaluate(
             seasonal = _naive(values[:t], s.horizon, s.season)
             errors["seasonal naive"].append(float(np.mean(np.abs(seasonal - truth))))
         mae = {k: float(np.mean(v)) for k, v in errors.items()}
-        scores.append(SeriesScore(s.name, len(values), s.horizon, windows, mae, choices))
+        level = float(np.mean(np.abs(values)))
+        scores.append(SeriesScore(s.name, len(values), s.horizon, windows, mae, choices, level))
     return scores
 
 
@@ -208,6 +213,12 @@ def table(scores: list[SeriesScore]) -> str:
     return "\n".join(lines)
 
 
+def _patch_evidence() -> float:
+    import msft_forecast.engine as engine_module
+
+    return float(engine_module.PATCH_EVIDENCE_SE)
+
+
 def main(argv: list[str] | None = None) -> list[SeriesScore]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="moirai-tiny")
@@ -215,7 +226,18 @@ def main(argv: list[str] | None = None) -> list[SeriesScore]:
     parser.add_argument("--split", choices=["test", "validation"], default="test")
     parser.add_argument("--series", nargs="+", default=None, choices=list(SHORT_SERIES))
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
+    parser.add_argument(
+        "--patch-evidence-se",
+        type=float,
+        default=None,
+        help="how many standard errors a larger patch size must win by (default: the engine's "
+        "PATCH_EVIDENCE_SE; 0 takes the lowest validation score, as before issue 16)",
+    )
     args = parser.parse_args(argv)
+    if args.patch_evidence_se is not None:
+        import msft_forecast.engine as engine_module
+
+        engine_module.PATCH_EVIDENCE_SE = args.patch_evidence_se
 
     from msft_forecast import MSFTForecaster
     from msft_forecast.benchmarks.lsf import environment
@@ -230,7 +252,8 @@ def main(argv: list[str] | None = None) -> list[SeriesScore]:
     )
     text = (
         f"- {env['cpu']}, torch {env['torch']}, load {env['load']}, commit {env['commit']}; "
-        f"backbone {args.backbone}, zero-shot with default settings, {args.windows} "
+        f"backbone {args.backbone}, zero-shot with default settings (patch evidence "
+        f"{_patch_evidence():g} standard errors), {args.windows} "
         f"{args.split} windows per series; {time.perf_counter() - start:.0f} s; command: "
         f"python -m msft_forecast.benchmarks.short_series "
         + " ".join(argv if argv is not None else [])

@@ -10,7 +10,9 @@ fit_strategy="zero-shot")`` fitted at every origin on the data before it (defaul
 the patch size and context are chosen from that data), and with the last value and the
 seasonal naive forecast.  The score of a series is its MAE relative to the better of the two
 naive forecasts; the summary is the geometric mean over series (below 1: better than the
-better naive forecast).
+better naive forecast).  Where a naive forecast is exact on every window (an intermittent
+series whose scored windows are all zeros) the ratio is undefined and the series is left out
+of the mean, which the table says.
 
 ``--split validation`` scores the same way on origins that end before the first test origin:
 the split on which defaults are chosen.  The test windows are never used to choose anything.
@@ -152,11 +154,13 @@ class SeriesScore:
 
     @property
     def relative(self) -> float:
-        """Zero-shot MAE over the better naive MAE (floored at 1e-6 of the series' level, so
-        that windows a naive forecast gets exactly right give a large, finite ratio)."""
-        floor = 1e-6 * max(self.level, 1e-12)
+        """Zero-shot MAE over the better naive MAE; NaN (undefined) when a naive forecast is
+        exact on every scored window (an intermittent series whose windows are all zeros),
+        since no forecast can then be compared by a ratio."""
         best = min(self.mae["last value"], self.mae["seasonal naive"])
-        return max(self.mae["zero-shot"], floor) / max(best, floor)
+        if best <= 1e-12 * max(self.level, 1e-300):
+            return float("nan")
+        return self.mae["zero-shot"] / best
 
 
 def evaluate(
@@ -191,8 +195,10 @@ def evaluate(
 
 
 def geometric_mean_relative(scores: list[SeriesScore]) -> float:
-    """Geometric mean over series of the zero-shot MAE relative to the better naive MAE."""
-    return math.exp(float(np.mean([math.log(s.relative) for s in scores])))
+    """Geometric mean of the zero-shot MAE relative to the better naive MAE, over the series
+    where that ratio is defined (see :attr:`SeriesScore.relative`)."""
+    logs = [math.log(s.relative) for s in scores if math.isfinite(s.relative)]
+    return math.exp(float(np.mean(logs))) if logs else float("nan")
 
 
 def table(scores: list[SeriesScore]) -> str:
@@ -204,12 +210,22 @@ def table(scores: list[SeriesScore]) -> str:
     ]
     for s in scores:
         patch = next((c.split(":")[0] for c in s.choices if c.startswith("patch size")), "-")
+        relative = f"{s.relative:.3f}" if math.isfinite(s.relative) else "undefined"
         lines.append(
             f"| {s.name} | {s.length} | {s.horizon} | {s.mae['zero-shot']:.4g} | "
-            f"{s.mae['last value']:.4g} | {s.mae['seasonal naive']:.4g} | {s.relative:.3f} | "
+            f"{s.mae['last value']:.4g} | {s.mae['seasonal naive']:.4g} | {relative} | "
             f"{patch.removeprefix('patch size ')} |"
         )
-    lines.append(f"| **geometric mean** | | | | | | **{geometric_mean_relative(scores):.3f}** | |")
+    defined = sum(math.isfinite(s.relative) for s in scores)
+    lines.append(
+        f"| **geometric mean** ({defined} of {len(scores)} series) | | | | | | "
+        f"**{geometric_mean_relative(scores):.3f}** | |"
+    )
+    if defined < len(scores):
+        lines.append(
+            "\nundefined: a naive forecast was exact on every scored window (MAE 0), so the "
+            "ratio has no value; such series are left out of the geometric mean."
+        )
     return "\n".join(lines)
 
 

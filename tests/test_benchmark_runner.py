@@ -183,9 +183,14 @@ def test_unavailable_peer_library_gives_install_hint(monkeypatch: pytest.MonkeyP
 
 
 def test_peak_memory_sees_an_allocation_inside_the_block() -> None:
+    import time
+
     with PeakMemory() as mem:
         block = np.ones((2048, 2048))  # 32 MB, touched
         block.sum()
+        # held long enough for the 5 ms sampler to run even on a loaded machine (it missed
+        # the block when another job kept both cores busy)
+        time.sleep(0.3)
     if mem.peak_mb is None:
         pytest.skip("no /proc on this platform")
     assert mem.peak_mb > 24

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--short-windows", type=int, default=5, help="windows per short series")
     args = parser.parse_args(argv)
     env = environment()
-    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    shown = list(argv if argv is not None else sys.argv[1:])
     if "--markdown" in shown:
         del shown[shown.index("--markdown") : shown.index("--markdown") + 2]
     lines = [

@@ -586,7 +586,7 @@ class MSFTEngine:
         if spec.name == "zero-shot" and self._backbone().kind == "moment":
             self.build_model(None, H)  # raises the explanatory error
         scores: dict[int, float] = {}
-        choices = list(lengths.reasons)
+        why = None  # the patch size's reason, when it was chosen from the data
         if start_from is not None:
             patch_size = start_from.report_.patch_size
             scores = dict(start_from.report_.patch_size_scores)
@@ -594,17 +594,16 @@ class MSFTEngine:
             candidates = self.candidate_patch_sizes(freq, C)
             patch_size = candidates[0]
             if len(candidates) > 1:
-                choices.append(
-                    f"patch size {patch_size}: the smallest of {candidates}; no window to "
-                    f"compare them on"
-                )
+                why = f"patch size {patch_size}: the smallest of {candidates}; no window to "
+                why += "compare them on"
         elif s.patch_size == "auto":
             patch_size, scores, why = self._choose_patch_size(split, freq, C, H)
-            choices.append(why)
         else:
             patch_size = int(s.patch_size)
-        if len(choices) > len(lengths.reasons):
-            logger.info(choices[-1])
+        choices = list(lengths.reasons)
+        if why is not None:
+            logger.info(why)
+            choices.append(why)
         _check_one_patch(series, int(patch_size))
         model = self.build_model(patch_size, H)
         if start_from is not None:

@@ -157,9 +157,14 @@ def sample_frequency(rng: np.random.Generator) -> str:
     str
         A key of :data:`FREQUENCIES`.
     """
-    names = list(FREQUENCY_WEIGHTS)
-    weights = np.array([FREQUENCY_WEIGHTS[n] for n in names])
-    return names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    return _draw(rng, FREQUENCY_WEIGHTS)
+
+
+def _draw(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    """One key of ``weights``, drawn with probability proportional to its weight."""
+    names = list(weights)
+    p = np.array([weights[n] for n in names])
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
 def _usable_periods(
@@ -654,11 +659,27 @@ def _regime(
     return np.concatenate([first[:switch], second[switch:]]), {"switch": switch}
 
 
+def _v1_family(
+    rng: np.random.Generator, kind: str, length: int, periods: tuple[int, ...]
+) -> tuple[np.ndarray, dict[str, object], tuple[int, ...]]:
+    """Values, description and present periods of corpus v1's families (before rescaling):
+    ``"kernel_synth"``, ``"parametric"`` or their sum, ``"mixed"``."""
+    if kind == "kernel_synth":
+        values, formula = kernel_synth(rng, length, periods)
+        return values, {"kernel": formula}, tuple(p for p in periods if f"p={p}," in formula)
+    values, info = _parametric(rng, length, periods)
+    present = tuple(info["periods"])  # type: ignore[arg-type]
+    if kind == "mixed":
+        gp, formula = kernel_synth(rng, length, periods, max_kernels=3)
+        values = _standardise(values) + rng.uniform(0.2, 0.7) * gp
+        info["kernel"] = formula
+        present = tuple(sorted(set(present) | {p for p in periods if f"p={p}," in formula}))
+    return values, info, present
+
+
 def sample_frequency_v2(rng: np.random.Generator) -> str:
     """Draw a corpus-v2 sampling rate according to :data:`FREQUENCY_WEIGHTS_V2`."""
-    names = list(FREQUENCY_WEIGHTS_V2)
-    weights = np.array([FREQUENCY_WEIGHTS_V2[n] for n in names])
-    return names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    return _draw(rng, FREQUENCY_WEIGHTS_V2)
 
 
 def generate_sample_v2(
@@ -693,25 +714,11 @@ def generate_sample_v2(
     elif freq not in FREQUENCIES_V2:
         raise ValueError(f"unknown freq {freq!r}; expected one of {sorted(FREQUENCIES_V2)}")
     periods = _usable_periods(freq, length, FREQUENCIES_V2)
-    names = list(FAMILIES_V2)
-    weights = np.array([FAMILIES_V2[n] for n in names])
-    kind = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    kind = _draw(rng, FAMILIES_V2)
     info: dict[str, object] = {}
     present: tuple[int, ...] = ()
-    if kind in ("kernel_synth", "parametric", "mixed"):
-        # v1's families on v2's sampling rates (v1's generator draws them the same way)
-        values, formula = (None, "")
-        if kind == "kernel_synth":
-            values, formula = kernel_synth(rng, length, periods)
-            info["kernel"] = formula
-        else:
-            values, info = _parametric(rng, length, periods)
-            present = tuple(info["periods"])  # type: ignore[arg-type]
-            if kind == "mixed":
-                gp, formula = kernel_synth(rng, length, periods, max_kernels=3)
-                values = _standardise(values) + rng.uniform(0.2, 0.7) * gp
-                info["kernel"] = formula
-        present = tuple(sorted(set(present) | {p for p in periods if f"p={p}," in formula}))
+    if kind in ("kernel_synth", "parametric", "mixed"):  # v1's families on v2's rates
+        values, info, present = _v1_family(rng, kind, length, periods)
     elif kind == "random_walk":
         values, info = _random_walk(rng, length, periods)
         present = tuple(info["periods"])  # type: ignore[arg-type]
@@ -765,19 +772,7 @@ def generate_sample(
         raise ValueError(f"unknown freq {freq!r}; expected one of {sorted(FREQUENCIES)}")
     periods = _usable_periods(freq, length)
     kind = ["kernel_synth", "parametric", "mixed"][int(rng.choice(3, p=[0.3, 0.5, 0.2]))]
-    info: dict[str, object] = {}
-    if kind == "kernel_synth":
-        values, formula = kernel_synth(rng, length, periods)
-        info["kernel"] = formula
-        present = tuple(p for p in periods if f"p={p}," in formula)
-    else:
-        values, info = _parametric(rng, length, periods)
-        present = tuple(info["periods"])  # type: ignore[arg-type]
-        if kind == "mixed":
-            gp, formula = kernel_synth(rng, length, periods, max_kernels=3)
-            values = _standardise(values) + rng.uniform(0.2, 0.7) * gp
-            info["kernel"] = formula
-            present = tuple(sorted(set(present) | {p for p in periods if f"p={p}," in formula}))
+    values, info, present = _v1_family(rng, kind, length, periods)
     values, mode = _rescale(rng, values)
     info["value_mode"] = mode
     return SyntheticSeries(values=values, freq=freq, periods=present, kind=kind, description=info)

@@ -40,6 +40,10 @@ from msft_forecast.benchmarks.short_series import SHORT_SERIES
 from msft_forecast.data.lsf import DATASETS, load_lsf
 from msft_forecast.engine import MSFTEngine
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the pre-training code (tools/pretrain/) is not installed
+    sys.path.insert(0, str(ROOT))
+
 #: Seed of the held-out synthetic series (pre-training runs use small seeds).
 HELD_OUT_SEED = 20261202
 HORIZON = 96
@@ -52,7 +56,7 @@ def export_state(state: Path, folder: Path) -> Path:
     import torch
 
     from msft_forecast.backbones.checkpoint import save_checkpoint
-    from msft_forecast.pretraining.pretrain import PretrainConfig, build_model
+    from tools.pretrain.pretrain import PretrainConfig, build_model
 
     payload = torch.load(state, map_location="cpu", weights_only=True)
     cfg = PretrainConfig.from_dict(payload["config"])
@@ -105,7 +109,7 @@ def lsf_zero_shot(
 
 def synthetic_held_out(backbone: str, count: int = 300) -> float:
     """Mean squared error in units of each context's spread on held-out synthetic series."""
-    from msft_forecast.pretraining.synthetic import generate_sample, generate_sample_v2
+    from tools.pretrain.synthetic import generate_sample, generate_sample_v2
 
     rng = np.random.default_rng(HELD_OUT_SEED)
     engine = MSFTEngine(

@@ -65,7 +65,7 @@ def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path, name: str
     (compared through the record's 25-step block averages, the same arithmetic that wrote
     them).
     """
-    from msft_forecast.pretraining.pretrain import PretrainConfig, loss_curve, pretrain
+    from tools.pretrain.pretrain import PretrainConfig, loss_curve, pretrain
 
     record = json.loads((bundled_checkpoint_dir(name) / "training_record.json").read_text())
     settings = dict(record["settings"])

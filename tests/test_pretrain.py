@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from msft_forecast.pretraining.pretrain import (
+from tools.pretrain.pretrain import (
     STATE_FILE,
     PretrainConfig,
     TokenizedWindow,
@@ -22,7 +22,7 @@ from msft_forecast.pretraining.pretrain import (
     pretrain,
     tokenize_window,
 )
-from msft_forecast.pretraining.synthetic import SyntheticSeries
+from tools.pretrain.synthetic import SyntheticSeries
 
 
 def micro_config(**overrides: object) -> PretrainConfig:
@@ -154,8 +154,8 @@ def test_learning_rate_warmup_stable_decay() -> None:
 def test_training_step_gradients_are_finite() -> None:
     cfg = micro_config(missing_prob=1.0)  # missing blocks everywhere: masks must hold up
     _, module = build_model(cfg)
-    from msft_forecast.pretraining.pretrain import make_batch
-    from msft_forecast.pretraining.synthetic import iter_training_windows
+    from tools.pretrain.pretrain import make_batch
+    from tools.pretrain.synthetic import iter_training_windows
 
     rng = np.random.default_rng(0)
     batch = make_batch(rng, iter_training_windows(rng, min_length=64, max_length=300), cfg)
@@ -234,8 +234,8 @@ def test_default_model_fits_size_budget() -> None:
 
 def test_bf16_step_is_finite_and_close_to_fp32() -> None:
     losses = {}
-    from msft_forecast.pretraining.pretrain import keep_head_fp32, make_batch
-    from msft_forecast.pretraining.synthetic import iter_training_windows
+    from tools.pretrain.pretrain import keep_head_fp32, make_batch
+    from tools.pretrain.synthetic import iter_training_windows
 
     cfg = micro_config()
     rng = np.random.default_rng(3)

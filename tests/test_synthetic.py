@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from msft_forecast.pretraining.synthetic import (
+from tools.pretrain.synthetic import (
     FREQUENCIES,
     SHAPE_KINDS,
     _ar1_filter,
@@ -154,7 +154,7 @@ def test_ar1_filter_matches_the_recursion(phi: float, length: int) -> None:
 
 # ------------------------------------------------------------------------------- corpus v2
 def test_corpus_v2_covers_short_low_frequency_and_new_families() -> None:
-    from msft_forecast.pretraining.synthetic import FAMILIES_V2, FREQUENCIES_V2
+    from tools.pretrain.synthetic import FAMILIES_V2, FREQUENCIES_V2
 
     stream = iter_training_windows(
         np.random.default_rng(0), min_length=48, typical_prob=0.3, corpus="v2"
@@ -176,7 +176,7 @@ def test_corpus_v2_covers_short_low_frequency_and_new_families() -> None:
 
 
 def test_corpus_v2_is_deterministic_and_leaves_v1_unchanged() -> None:
-    from msft_forecast.pretraining.synthetic import generate_sample_v2
+    from tools.pretrain.synthetic import generate_sample_v2
 
     a = generate_sample_v2(np.random.default_rng(3), 150, "Q").values
     b = generate_sample_v2(np.random.default_rng(3), 150, "Q").values

@@ -889,7 +889,7 @@ def corpus_description(corpus: str = "v1") -> dict[str, object]:
 
 def _corpus_v1_description() -> dict[str, object]:
     return {
-        "generator": "msft_forecast.pretraining.synthetic",
+        "generator": "tools.pretrain.synthetic",
         "families": {"kernel_synth": 0.3, "parametric": 0.5, "mixed": 0.2},
         "kernel_bank": {
             "linear": "a + b (t - c)",

@@ -1,6 +1,6 @@
 """Pre-train a small Moirai on the synthetic corpus with Moirai's masked-forecast objective.
 
-Run ``python -m msft_forecast.pretraining.pretrain --out DIR --minutes M --seed S``.  A run is a
+Run ``python -m tools.pretrain.pretrain --out DIR --minutes M --seed S``.  A run is a
 pure function of its settings and seed (for a fixed number of threads): the data stream comes
 from one seeded :class:`numpy.random.Generator`, the model from a seeded torch generator.
 
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from msft_forecast.pretraining.synthetic import (
+from tools.pretrain.synthetic import (
     CORPORA,
     SyntheticSeries,
     corpus_description,
@@ -98,7 +98,7 @@ class PretrainConfig:
         Capacity (tokens) of one packed row; windows longer than this are cropped on the left.
     min_length, max_length, typical_length, typical_prob
         Window lengths (steps), see
-        :func:`~msft_forecast.pretraining.synthetic.iter_training_windows`.
+        :func:`~tools.pretrain.synthetic.iter_training_windows`.
     eval_like_prob : float
         Probability that the horizon is one of :data:`STANDARD_HORIZONS` (when it fits in half
         the window) rather than a uniform fraction in ``[min_horizon_frac, max_horizon_frac]``.
@@ -129,7 +129,7 @@ class PretrainConfig:
     checkpoint_minutes : float
         Wall time between two writes of ``state.pt``.
     corpus : {"v1", "v2"}
-        Synthetic corpus (:mod:`msft_forecast.pretraining.synthetic`).
+        Synthetic corpus (:mod:`tools.pretrain.synthetic`).
     init : str or None
         Backbone whose weights the run starts from (a bundled name such as
         ``"moirai-tiny-v1"``, or a checkpoint folder) instead of a random initialisation; its
@@ -906,7 +906,7 @@ def export(
 def _parser() -> argparse.ArgumentParser:
     d = PretrainConfig(max_steps=1)
     p = argparse.ArgumentParser(
-        prog="python -m msft_forecast.pretraining.pretrain",
+        prog="python -m tools.pretrain.pretrain",
         description="Pre-train a small Moirai on synthetic data (resumable, seeded).",
     )
     p.add_argument("--out", required=True, help="output folder (state.pt, final checkpoint)")

@@ -52,6 +52,24 @@ def test_bundled_weights_fit_the_wheel_budget() -> None:
     assert total < 25 * 10**6, total
 
 
+def test_pretraining_code_stays_out_of_the_wheel() -> None:
+    """The one-off pre-training (``tools/pretrain/``) is not packaged: the wheel's packages, as
+    setup.cfg has setuptools find them, are ``msft_forecast`` and its subpackages only, none of
+    them pre-training code."""
+    import configparser
+
+    setuptools = pytest.importorskip("setuptools")
+    root = Path(__file__).resolve().parents[1]
+    setup_cfg = configparser.ConfigParser()
+    setup_cfg.read(root / "setup.cfg")
+    include = setup_cfg["options.packages.find"]["include"].split()
+    packages = setuptools.find_packages(str(root), include=include)
+    assert "msft_forecast" in packages and "msft_forecast.backbones" in packages, packages
+    assert all(p.split(".")[0] == "msft_forecast" for p in packages), packages
+    assert not [p for p in packages if "pretrain" in p], packages
+    assert not list((root / "msft_forecast").rglob("*pretrain*"))
+
+
 @pytest.mark.parametrize("name", ["moirai-tiny", "moirai-tiny-v1"])
 def test_pretraining_reproduces_the_shipped_loss_curve(tmp_path: Path, name: str) -> None:
     """Re-running the pre-training from its seed retraces the shipped record's first steps.

@@ -20,7 +20,9 @@ __version__ = "0.1.0"
 __all__ = ["MSFTForecaster", "MSFTModel", "__version__"]
 
 #: Public names imported on first access, so that ``import msft_forecast`` stays cheap (no
-#: torch, sktime or lightning until a front end is used).
+#: torch, sktime or lightning until a front end is used). Each front end's library comes with an
+#: extra (``pip install "msft-forecast[sktime]"``, ``[darts]``, ``[all]``): without it, accessing
+#: the name raises the front end's ImportError, which names the extra.
 _LAZY = {"MSFTForecaster": "msft_forecast.sktime", "MSFTModel": "msft_forecast.darts"}
 
 if TYPE_CHECKING:

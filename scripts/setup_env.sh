@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create a virtual environment and install msft_forecast into it.
 #
-#   bash scripts/setup_env.sh            # .venv with the dev extras (tests, ruff)
-#   EXTRAS= bash scripts/setup_env.sh    # runtime dependencies only
+#   bash scripts/setup_env.sh            # .venv with the dev extras (both front ends, tests, ruff)
+#   EXTRAS=all bash scripts/setup_env.sh # the engine, the command line and both front ends
+#   EXTRAS= bash scripts/setup_env.sh    # the core install: the engine and the command line only
 #
 # torch is installed first and pinned: an unpinned torch makes pip pick the newest CUDA build
 # (several GB). TORCH_VERSION and TORCH_INDEX_URL override the pin and the index, e.g.

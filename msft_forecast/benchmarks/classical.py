@@ -65,18 +65,31 @@ class BaselineForecast:
     fallbacks: int  # windows whose fit failed and got the seasonal-naive forecast
 
 
+#: Libraries each baseline needs (all of them come with the ``bench`` extra; the naive ones need
+#: none). Checked up front: a missing one would otherwise count every window as a failed fit.
+LIBRARIES = {
+    "theta": ("sktime", "statsmodels"),
+    "autoets": ("sktime", "statsmodels"),
+    "autoarima": ("sktime", "pmdarima", "statsmodels"),  # statsmodels: the deseasonaliser
+    "autotheta": ("statsmodels",),
+}
+
+
 def require(name: str) -> None:
     """Raise a clear error for an unknown baseline or a missing library."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
-    if name == "autoarima":
-        import importlib.util
+    import importlib.util
 
-        if importlib.util.find_spec("pmdarima") is None:
-            raise ModuleNotFoundError(
-                "autoarima needs pmdarima, which is not installed. Install the benchmark extra: "
-                'pip install "msft-forecast[bench]" (keep your torch pin).'
-            )
+    missing = [lib for lib in LIBRARIES.get(name, ()) if importlib.util.find_spec(lib) is None]
+    if missing:
+        libraries = " and ".join([", ".join(missing[:-1]), missing[-1]] if missing[1:] else missing)
+        raise ModuleNotFoundError(
+            f"{name} needs {libraries}, which {'is' if len(missing) == 1 else 'are'} "
+            'not installed. Install the benchmark extra: pip install "msft-forecast[bench]" '
+            "(keep your torch pin).",
+            name=missing[0],
+        )
 
 
 def forecast(

@@ -60,7 +60,7 @@ def measure(
         if i >= 2:  # warm-up steps excluded
             times.append(time.perf_counter() - start)
             losses.append(float(loss))
-    tokens = batch * model.layout(context, 96).num_tokens
+    tokens = batch * model.token_layout(context, 96).num_tokens
     return {
         "strategy": strategy,
         "precision": precision,

@@ -23,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from msft_forecast.msft.strategies import FIT_STRATEGIES
+from msft_forecast.settings import MSFTSettings
+
+_D = MSFTSettings()  # the engine's defaults: one home for every setting
 
 EXIT_BAD_INPUT = 2
 #: Fine-tuning failed (non-finite loss).
@@ -286,24 +289,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--strategy",
-        default="msft",
+        default=_D.fit_strategy,
         choices=FIT_STRATEGIES,
         help="fine-tuning strategy (default: %(default)s)",
     )
     f.add_argument(
-        "--context", type=int, default=512, help="context length in steps (default: %(default)s)"
+        "--context",
+        type=int,
+        default=_D.context_length,
+        help="context length in steps (default: %(default)s)",
     )
     f.add_argument(
         "--num-scales",
         type=int,
-        default=4,
+        default=_D.num_scales,
         help="MSFT scales including the original resolution (default: %(default)s)",
     )
     f.add_argument(
-        "--max-steps", type=int, default=200, help="training steps at most (default: %(default)s)"
+        "--max-steps",
+        type=int,
+        default=_D.max_steps,
+        help="training steps at most (default: %(default)s)",
     )
     f.add_argument(
-        "--batch-size", type=int, default=32, help="windows per step (default: %(default)s)"
+        "--batch-size",
+        type=int,
+        default=_D.batch_size,
+        help="windows per step (default: %(default)s)",
     )
     f.add_argument(
         "--learning-rate",

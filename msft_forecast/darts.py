@@ -6,52 +6,49 @@ The adapter only converts data (``TimeSeries`` to 1-D channel arrays and back) a
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from collections.abc import Sequence
-from dataclasses import fields, replace
-from io import StringIO
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from darts import TimeSeries
-from darts.models.forecasting.forecasting_model import GlobalForecastingModel
-from darts.utils.historical_forecasts.optimized_historical_forecasts_torch import (
-    _create_dataset_bounds,
-)
-from darts.utils.historical_forecasts.utils import (
-    _check_optimizable_historical_forecasts_global_models,
-)
-from darts.utils.likelihood_models.base import Likelihood, LikelihoodType, quantile_names
-from darts.utils.timeseries_generation import _build_forecast_series
-from darts.utils.ts_utils import series2seq
-from darts.utils.utils import generate_index
 
-from msft_forecast.engine import Forecast, MSFTEngine, MSFTSettings
-from msft_forecast.training.lengths import choose_lengths
+from msft_forecast._extras import requiring
+
+with requiring("darts", "msft_forecast.darts (MSFTModel)"):  # the first darts import
+    from darts import TimeSeries
+from darts.models.forecasting.forecasting_model import GlobalForecastingModel
+from darts.utils.likelihood_models.base import Likelihood, LikelihoodType, quantile_names
+
+from msft_forecast.darts_compat import (
+    build_forecast_series,
+    create_dataset_bounds,
+    optimizable_historical_forecasts,
+)
+from msft_forecast.darts_params import (
+    parse_input_chunk_length,
+    parse_quantiles,
+    settings_from_params,
+)
+from msft_forecast.data.darts_series import (
+    append_validation,
+    as_series_list,
+    channels,
+    forecast_windows,
+    historical_series,
+    read_model_folder,
+    series_values,
+    write_model_folder,
+)
+from msft_forecast.engine import MSFTEngine
+from msft_forecast.errors import NotFittedError
+from msft_forecast.settings import MSFTSettings
 
 __all__ = ["MSFTModel"]
 
 _D = MSFTSettings()  # the engine's defaults, so the signature below cannot drift from them
-#: Contexts per ``MSFTEngine.forecast`` call (one model batch) in predict and historical forecasts.
-FORECAST_CHUNK = 256
-#: ``pl_trainer_kwargs`` keys passed to the engine; the engine owns the rest of the Trainer.
-TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "enable_progress_bar")
-SAVE_FORMAT = "msft_forecast.darts/1"
-#: MSFTSettings fields that the constructor exposes under their Darts names (or elsewhere).
-_RENAMED = {
-    "context_length": "input_chunk_length",
-    "prediction_length": "output_chunk_length",
-    "max_epochs": "n_epochs",
-    "accelerator": "pl_trainer_kwargs",
-    "devices": "pl_trainer_kwargs",
-    "strategy": "pl_trainer_kwargs",
-    "precision": "pl_trainer_kwargs",
-    "verbose": "fit(verbose=...)",
-}
 
 
 class MSFTModel(GlobalForecastingModel):
@@ -217,38 +214,11 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         num_threads: int | None = _D.num_threads,
     ) -> None:
         super().__init__(add_encoders=None)
-        self._min_icl, self._icl = _parse_input_chunk_length(input_chunk_length)
+        self._min_icl, self._icl = parse_input_chunk_length(input_chunk_length)
         self._ocl = None if output_chunk_length is None else int(output_chunk_length)
-        self._quantiles = _parse_quantiles(quantiles)
-        self._settings = self._build_settings(self.model_params)
+        self._quantiles = parse_quantiles(quantiles)
+        self._settings = settings_from_params(self.model_params, self._icl, self._ocl)
         self._engine: MSFTEngine | None = None
-
-    # ------------------------------------------------------------------------------ settings
-    def _build_settings(self, params: dict[str, Any]) -> MSFTSettings:
-        trainer = dict(params.get("pl_trainer_kwargs") or {})
-        unknown = sorted(set(trainer) - set(TRAINER_KEYS))
-        if unknown:
-            raise ValueError(
-                f"pl_trainer_kwargs keys {unknown} are not supported: the engine builds its own "
-                f"Lightning Trainer and takes only {list(TRAINER_KEYS)} from pl_trainer_kwargs "
-                f"(the other training settings are MSFTModel parameters)."
-            )
-        values = {
-            f.name: params[f.name]
-            for f in fields(MSFTSettings)
-            if f.name not in _RENAMED and f.name in params
-        }
-        verbose = bool(trainer.pop("enable_progress_bar", False))
-        values.update(trainer)
-        values.update(
-            context_length=self._icl,
-            prediction_length="auto" if self._ocl is None else self._ocl,
-            max_epochs=params.get("n_epochs"),
-            verbose=verbose,
-        )
-        settings = MSFTSettings(**values)
-        settings.validate()
-        return settings
 
     # ------------------------------------------------------------------------ darts contract
     @property
@@ -330,7 +300,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
     def engine(self) -> MSFTEngine:
         """The fitted :class:`~msft_forecast.engine.MSFTEngine`."""
         if self._engine is None:
-            raise ValueError("This MSFTModel is not fitted yet; call fit() first.")
+            raise NotFittedError("This MSFTModel")
         return self._engine
 
     # ----------------------------------------------------------------------------------- fit
@@ -367,29 +337,24 @@ val_future_covariates, val_sample_weight
         MSFTModel
             The fitted model (``self``).
         """
-        unsupported = {
-            "past_covariates": past_covariates,
-            "future_covariates": future_covariates,
-            "sample_weight": sample_weight,
-            "val_past_covariates": val_past_covariates,
-            "val_future_covariates": val_future_covariates,
-            "val_sample_weight": val_sample_weight,
-        }
-        given = [name for name, value in unsupported.items() if value is not None]
+        unsupported = (past_covariates, future_covariates, sample_weight, val_past_covariates,
+                       val_future_covariates, val_sample_weight)  # fmt: skip
+        names = ("past_covariates", "future_covariates", "sample_weight", "val_past_covariates",
+                 "val_future_covariates", "val_sample_weight")  # fmt: skip
+        given = [name for name, value in zip(names, unsupported, strict=True) if value is not None]
         if given:
             raise ValueError(f"MSFTModel does not use covariates or sample weights; got {given}.")
-        train = _as_series_list(series, "series")
-        channels = [col for s in train for col in _channels(_values(s))]
+        train = as_series_list(series, "series")
+        arrays = [col for s in train for col in channels(series_values(s))]
         settings = self._settings
         freqs = {s.freq_str for s in train if s.has_datetime_index}
         freq = freqs.pop() if len(freqs) == 1 and all(s.has_datetime_index for s in train) else None
         if val_series is not None:
-            horizon = self._ocl
-            if horizon is None:  # the horizon the engine will choose from the training series
-                lengths = [len(c) for c in channels]
-                horizon = choose_lengths(lengths, self._icl, "auto", freq).prediction_length
-            channels, steps = _append_validation(
-                train, _as_series_list(val_series, "val_series"), horizon
+            # the horizon the engine will train for on these series
+            planned = MSFTEngine(settings).planned_lengths([len(c) for c in arrays], freq)
+            horizon = planned.prediction_length
+            arrays, steps = append_validation(
+                train, as_series_list(val_series, "val_series"), horizon
             )
             settings = replace(settings, validation=steps)
         if verbose is not None:
@@ -397,7 +362,7 @@ val_future_covariates, val_sample_weight
         # a failed (re)fit leaves the model unfitted, never half-fitted or holding the old
         # engine next to the new settings and series
         self._engine, self._fit_called, self.training_series = None, False, None
-        self._engine = MSFTEngine(settings).fit(channels, freq=freq)
+        self._engine = MSFTEngine(settings).fit(arrays, freq=freq)
         super().fit(series)
         return self
 
@@ -456,20 +421,13 @@ val_future_covariates, val_sample_weight
                 )
             series = self.training_series
         single = isinstance(series, TimeSeries)
-        inputs = _as_series_list(series, "series")
+        inputs = as_series_list(series, "series")
         for i, s in enumerate(inputs):
             self._check_context(s, i)
-        blocks = self._forecast_blocks(
-            [_values(s) for s in inputs],
-            int(n),
-            num_samples,
-            predict_likelihood_parameters,
-            random_state,
-        )
-        out = [
-            self._to_series(b, s, predict_likelihood_parameters)
-            for b, s in zip(blocks, inputs, strict=True)
-        ]
+        likelihood = predict_likelihood_parameters
+        arrays = [series_values(s) for s in inputs]
+        blocks = self._forecast_blocks(arrays, int(n), num_samples, likelihood, random_state)
+        out = [self._to_series(b, s, likelihood) for b, s in zip(blocks, inputs, strict=True)]
         return out[0] if single else out
 
     def _check_context(self, series: TimeSeries, index: int) -> None:
@@ -489,7 +447,7 @@ val_future_covariates, val_sample_weight
         time_index: pd.Index | None = None,
     ) -> TimeSeries:
         columns = self.likelihood.component_names(series=series) if likelihood else None
-        return _build_forecast_series(
+        return build_forecast_series(
             values,
             input_series=series,
             custom_columns=columns,
@@ -506,7 +464,7 @@ val_future_covariates, val_sample_weight
         likelihood: bool,
         random_state: int | None,
     ) -> list[np.ndarray]:
-        """Forecast ``(time, components)`` contexts in batches of :data:`FORECAST_CHUNK` rows.
+        """Forecast ``(time, components)`` contexts: one engine call for all of them.
 
         Returns one ``(n, components, samples)`` array per block, or with ``likelihood``
         ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
@@ -523,18 +481,14 @@ val_future_covariates, val_sample_weight
         engine = self.engine
         contexts = [b[-self._icl :, j] for b in blocks for j in range(b.shape[1])]
         # the mean forecast comes from the distributions; no sample path is drawn for it
+        # (quantiles: from the setting's num_samples paths)
         draws = None if likelihood else (0 if num_samples == 1 else int(num_samples))
-        base = random_state if random_state is not None else engine.settings.random_state
-        rows = []
-        for k, lo in enumerate(range(0, len(contexts), FORECAST_CHUNK)):
-            fc = self._forecast(contexts[lo : lo + FORECAST_CHUNK], n, draws, _seed(base, k))
-            if likelihood:
-                rows.append(fc.quantiles(self._quantiles))  # (B, Q, n)
-            elif draws == 0:
-                rows.append(fc.mean[:, None, :])  # (B, 1, n)
-            else:
-                rows.append(fc.samples)  # (B, S, n)
-        flat = np.concatenate(rows) if rows else np.empty((0, 1, n))
+        seed = random_state if random_state is not None else engine.settings.random_state
+        fc = engine.forecast(contexts, n, draws, seed=seed)
+        if likelihood:
+            flat = fc.quantiles(self._quantiles)  # (rows, Q, n)
+        else:
+            flat = fc.mean[:, None, :] if draws == 0 else fc.samples  # (rows, 1 or S, n)
         out, pos = [], 0
         for b in blocks:
             part = flat[pos : pos + b.shape[1]].transpose(2, 0, 1)  # (n, C, S or Q)
@@ -542,40 +496,9 @@ val_future_covariates, val_sample_weight
             out.append(part.reshape(n, -1, 1) if likelihood else part)
         return out
 
-    def _forecast(
-        self, contexts: list[np.ndarray], n: int, draws: int | None, seed: int | None
-    ) -> Forecast:
-        """One engine call; MOMENT beyond its heads' length rolls forward auto-regressively."""
-        from msft_forecast.msft.moment_model import MultiScaleMoment
-
-        engine = self.engine
-        model = engine.model_
-        step = int(model.horizon_length) if isinstance(model, MultiScaleMoment) else n
-        if n <= step:
-            return engine.forecast(contexts, n, draws, seed=seed, batch_size=FORECAST_CHUNK)
-        first = engine.forecast(contexts, step, draws, seed=seed, batch_size=FORECAST_CHUNK)
-        paths = first.mean[:, None, :] if draws == 0 else first.samples  # (N, S, step)
-        rows, samples = paths.shape[0], paths.shape[1]
-        base = [c[-self._icl :] for c in contexts for _ in range(samples)]
-        flat = paths.reshape(rows * samples, -1)
-        k = 1
-        while flat.shape[1] < n:
-            ext = [np.concatenate([c, p])[-self._icl :] for c, p in zip(base, flat, strict=True)]
-            draw = 0 if draws == 0 else 1
-            nxt = engine.forecast(ext, step, draw, seed=_seed(seed, k), batch_size=FORECAST_CHUNK)
-            flat = np.concatenate([flat, nxt.mean if draws == 0 else nxt.samples[:, 0]], axis=1)
-            k += 1
-        paths = flat[:, :n].reshape(rows, samples, n)
-        return Forecast(
-            mean=paths.mean(axis=1),
-            samples=paths,
-            scale_means=np.empty((rows, 0, n)),
-            weights=first.weights,
-        )
-
     # ------------------------------------------------------------------ historical forecasts
     def _check_optimizable_historical_forecasts(self, retrain) -> bool:
-        return _check_optimizable_historical_forecasts_global_models(retrain)
+        return optimizable_historical_forecasts(retrain)
 
     def _optimized_historical_forecasts(
         self,
@@ -610,7 +533,7 @@ val_future_covariates, val_sample_weight
         if past_covariates is not None or future_covariates is not None:
             raise ValueError("MSFTModel does not use covariates.")
         # Darts' own bounds: first and last forecast origin (positions) of every series
-        bounds, _ = _create_dataset_bounds(
+        bounds, _ = create_dataset_bounds(
             model=self,
             series=series,
             start=start,
@@ -620,44 +543,18 @@ val_future_covariates, val_sample_weight
             overlap_end=overlap_end,
             show_warnings=show_warnings,
         )
-        origins = [range(int(lo), int(hi) + 1, stride) for lo, hi in bounds]
-        arrays = [_values(s) for s in series]
-        blocks = [
-            a[max(0, t - self._icl) : t] for a, o in zip(arrays, origins, strict=True) for t in o
-        ]
+        origins, blocks = forecast_windows(series, bounds, stride, self._icl)
         likelihood = predict_likelihood_parameters
         values = self._forecast_blocks(
             blocks, forecast_horizon, num_samples, likelihood, random_state
         )
-        out, pos = [], 0
-        for s, o in zip(series, origins, strict=True):
-            mine, pos = values[pos : pos + len(o)], pos + len(o)
-            # one index for all windows of the series (one date_range per window is slow)
-            times = generate_index(
-                start=s.start_time(),
-                length=o[-1] + forecast_horizon,
-                freq=s.freq,
-                name=s.time_index.name,
-            )
-            if not last_points_only:
-                out.append(
-                    [
-                        self._to_series(v, s, likelihood, times[t : t + forecast_horizon])
-                        for v, t in zip(mine, o, strict=True)
-                    ]
-                )
-                continue
-            # as the generic loop: the last point of every forecast, frequency freq * stride
-            first = self._to_series(mine[0], s, likelihood, times[o[0] : o[0] + forecast_horizon])
-            last_times = generate_index(
-                start=first.end_time(),
-                length=len(mine),
-                freq=first.freq * stride,
-                name=first.time_index.name,
-            )
-            last = np.concatenate([v[-1:] for v in mine], axis=0)
-            out.append(first.with_times_and_values(times=last_times, values=last))
-        return out
+
+        def to_series(v: np.ndarray, s: TimeSeries, times: pd.Index) -> TimeSeries:
+            return self._to_series(v, s, likelihood, times)
+
+        return historical_series(
+            series, origins, values, forecast_horizon, stride, last_points_only, to_series
+        )
 
     # ---------------------------------------------------------------------------- save, load
     def save(
@@ -686,24 +583,8 @@ val_future_covariates, val_sample_weight
             raise ValueError(
                 "MSFTModel.save writes a folder: pass its path (file handles are not supported)."
             )
-        from safetensors.numpy import save_file
-
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {
-            "format": SAVE_FORMAT,
-            "model_params": _jsonable(self.model_params, "model parameters"),
-            "fitted": self._engine is not None,
-            "training_series": None,
-        }
-        if self._engine is not None:
-            self._engine.save(folder / "engine")
-        if not clean and self.training_series is not None:
-            index, values = _series_to_json(self.training_series)
-            meta["training_series"] = index
-            save_file({"values": values}, str(folder / "training_series.safetensors"))
-        with open(folder / "darts_model.json", "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
+        series = None if clean else self.training_series
+        write_model_folder(Path(path), self.model_params, self._engine, series)
 
     @classmethod
     def load(cls, path: str | os.PathLike, trusted: bool = False) -> MSFTModel:
@@ -716,182 +597,8 @@ val_future_covariates, val_sample_weight
         trusted : bool, default False
             Accepted for Darts compatibility; nothing is unpickled either way.
         """
-        from safetensors.numpy import load_file
-
-        folder = Path(path)
-        if not (folder / "darts_model.json").is_file():
-            raise ValueError(
-                f"{folder} is not a folder written by MSFTModel.save (no darts_model.json)."
-            )
-        with open(folder / "darts_model.json", encoding="utf-8") as fh:
-            meta = json.load(fh)
-        if meta.get("format") != SAVE_FORMAT:
-            raise ValueError(f"not an MSFTModel folder (format {meta.get('format')!r}).")
-        params = dict(meta["model_params"])
-        for key in ("input_chunk_length", "quantiles", "lora_targets"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
+        params, engine, training_series = read_model_folder(Path(path))
         model = cls(**params)
-        if meta["fitted"]:
-            model._engine = MSFTEngine.load(folder / "engine")
-            model._fit_called = True
-        if meta.get("training_series") is not None:
-            values = load_file(str(folder / "training_series.safetensors"))["values"]
-            model.training_series = _series_from_json(meta["training_series"], values)
+        model._engine, model._fit_called = engine, engine is not None
+        model.training_series = training_series
         return model
-
-
-# ------------------------------------------------------------------------------------ helpers
-def _parse_input_chunk_length(value: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        lo = hi = int(value)
-    elif isinstance(value, tuple | list) and len(value) == 2:
-        lo, hi = int(value[0]), int(value[1])
-    else:
-        raise ValueError(
-            f"input_chunk_length must be an int or a (min_length, max_length) tuple, got {value!r}."
-        )
-    if not 1 <= lo <= hi:
-        raise ValueError(f"input_chunk_length needs 1 <= min_length <= max_length, got {value!r}.")
-    return lo, hi
-
-
-def _parse_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
-    levels = tuple(sorted(float(q) for q in quantiles))
-    if not levels or not all(0.0 < q < 1.0 for q in levels) or len(set(levels)) != len(levels):
-        raise ValueError(f"quantiles must be distinct levels in (0, 1), got {quantiles!r}.")
-    return levels
-
-
-def _seed(base: int | None, k: int) -> int | None:
-    """Seed of chunk ``k`` (chunk 0 uses ``base`` itself; ``None`` stays random)."""
-    if base is None:
-        return None
-    if k == 0:
-        return int(base)
-    return int(np.random.SeedSequence([int(base) % 2**32, k]).generate_state(1)[0]) % (2**31 - 1)
-
-
-def _as_series_list(series: Any, name: str) -> list[TimeSeries]:
-    seq = series2seq(series)
-    if not seq or not all(isinstance(s, TimeSeries) for s in seq):
-        raise ValueError(f"`{name}` must be a TimeSeries or a non-empty sequence of TimeSeries.")
-    return list(seq)
-
-
-def _values(series: TimeSeries) -> np.ndarray:
-    """``(time, components)`` float64 values (first sample of a stochastic series)."""
-    return np.asarray(series.values(copy=False), dtype=np.float64)
-
-
-def _channels(values: np.ndarray) -> list[np.ndarray]:
-    return [values[:, j] for j in range(values.shape[1])]
-
-
-def _append_validation(
-    train: list[TimeSeries], val: list[TimeSeries], horizon: int
-) -> tuple[list[np.ndarray], int | None]:
-    """Training channels extended by their validation tails, and the tail length."""
-    if len(val) != len(train):
-        raise ValueError(
-            f"val_series must hold one series per training series: got {len(val)} for {len(train)}."
-        )
-    tails = []
-    for i, (tr, va) in enumerate(zip(train, val, strict=True)):
-        if va.n_components != tr.n_components or va.has_datetime_index != tr.has_datetime_index:
-            raise ValueError(
-                f"val_series[{i}] must have the components and index type of series[{i}]."
-            )
-        if va.freq != tr.freq:
-            raise ValueError(f"val_series[{i}] has frequency {va.freq}, series[{i}] {tr.freq}.")
-        if va.start_time() > tr.end_time() + tr.freq:
-            raise ValueError(
-                f"val_series[{i}] starts at {va.start_time()}, after a gap following the end of "
-                f"series[{i}] ({tr.end_time()}). The engine validates on the tails of its "
-                f"training series, so a validation series must overlap or directly follow its "
-                f"training series."
-            )
-        tails.append(_values(va)[np.asarray(va.time_index > tr.end_time())])
-    steps = min(len(t) for t in tails)
-    if steps < horizon:
-        warnings.warn(
-            f"val_series adds only {steps} steps after the training series, fewer than "
-            f"output_chunk_length={horizon}: no validation window fits, so fine-tuning runs "
-            f"without validation.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return [c for s in train for c in _channels(_values(s))], None
-    if any(len(t) > steps for t in tails):
-        warnings.warn(
-            f"The validation tails have different lengths; each is cut to the shortest "
-            f"({steps} steps), the engine holding out the same number of steps per series.",
-            UserWarning,
-            stacklevel=3,
-        )
-    merged = [np.concatenate([_values(s), t[:steps]]) for s, t in zip(train, tails, strict=True)]
-    return [c for m in merged for c in _channels(m)], steps
-
-
-def _jsonable(value: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(value))
-    except TypeError as err:
-        raise TypeError(f"The {what} must be JSON-serialisable to be saved: {err}") from err
-
-
-def _series_to_json(series: TimeSeries) -> tuple[dict[str, Any], np.ndarray]:
-    """The index, names and attributes of ``series`` as JSON, and its values (exact)."""
-    index = series.time_index
-    meta: dict[str, Any] = {
-        "length": len(series),
-        "name": index.name,
-        "components": [str(c) for c in series.components],
-        "static_covariates": None,
-        "hierarchy": series.hierarchy,
-        "metadata": None,
-    }
-    if series.has_datetime_index:
-        meta.update(start=index[0].isoformat(), freq=series.freq_str, tz=_tz_name(index))
-    else:
-        meta.update(start=int(index[0]), freq=int(series.freq), tz=None)
-    if series.static_covariates is not None:
-        meta["static_covariates"] = series.static_covariates.to_json(
-            orient="split", double_precision=15
-        )
-    if series.metadata:
-        try:
-            meta["metadata"] = json.loads(json.dumps(series.metadata))
-        except TypeError:
-            warnings.warn(
-                "The training series' metadata is not JSON-serialisable; not saved.",
-                UserWarning,
-                stacklevel=3,
-            )
-    return meta, np.ascontiguousarray(series.all_values(copy=False))
-
-
-def _tz_name(index: pd.DatetimeIndex) -> str | None:
-    return None if index.tz is None else str(index.tz)
-
-
-def _series_from_json(meta: dict[str, Any], values: np.ndarray) -> TimeSeries:
-    if isinstance(meta["start"], str):
-        start = pd.Timestamp(meta["start"])
-        if meta.get("tz"):
-            start = start.tz_convert(meta["tz"])
-    else:
-        start = int(meta["start"])
-    times = generate_index(start=start, length=meta["length"], freq=meta["freq"], name=meta["name"])
-    static = meta.get("static_covariates")
-    return TimeSeries(
-        times=times,
-        values=values,
-        components=meta["components"],
-        static_covariates=None
-        if static is None
-        else pd.read_json(StringIO(static), orient="split"),
-        hierarchy=meta.get("hierarchy"),
-        metadata=meta.get("metadata"),
-        copy=False,
-    )

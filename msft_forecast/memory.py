@@ -9,6 +9,7 @@ says what to lower, or chunks the call when a smaller batch fits.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 __all__ = [
     "InsufficientMemoryError",
@@ -117,3 +118,53 @@ def training_step_bytes(
     tokens = sum(-(-steps // (patch_size * 2**k)) for k in range(max(1, num_scales)))
     per_layer = tokens * d_model * 4 * 12 + num_heads * tokens * tokens * 4
     return float(batch_size) * (num_layers * per_layer + steps * 64)
+
+
+#: Bytes of working memory per sample-path step and scale while a row is sampled (float32
+#: intermediates of the per-scale distributions over whole patches).
+SAMPLING_BYTES_PER_STEP = 4 * 32
+
+
+def forecast_batch_size(
+    model: Any,
+    rows: int,
+    context: int,
+    horizon: int,
+    samples: int,
+    batch_size: int,
+    attention: tuple[int, int] | None = None,
+) -> int:
+    """Refuse a forecast whose outputs cannot fit in memory; else the batch size that keeps the
+    working memory of one model call within a quarter of what is left (never larger than
+    asked).
+
+    Per row, the working memory is the sampling's (every scale's distributions over whole
+    patches) and, with ``attention = (patch_size, heads)``, one layer's attention weights over
+    all tokens of all scales (inference keeps one layer's at a time).  Batches only group rows
+    for speed: a row's samples come from its own stream, so a smaller batch gives the same
+    forecast (up to float rounding).
+    """
+    scales = int(getattr(getattr(model, "spec", None), "num_scales", 1))
+    outputs = 16.0 * rows * horizon * (samples + scales + 1)  # float64, and one copy when joined
+    what = f"a forecast of {rows} series x {samples} sample paths x {horizon} steps"
+    fixes = (
+        "lower num_samples or the horizon, or forecast fewer series per call (num_samples=0 "
+        "gives the mean alone)"
+    )
+    check_memory(outputs, what=what, fixes=fixes)
+    per_row = SAMPLING_BYTES_PER_STEP * (horizon * max(samples, 1) * scales + context)
+    if attention is not None:
+        patch, heads = attention
+        tokens = sum(-(-(context + horizon) // (patch * 2**k)) for k in range(max(1, scales)))
+        per_row += 2 * 4 * heads * tokens * tokens  # float32 scores and their softmax
+    available = available_memory_bytes()
+    if available is None:
+        return batch_size
+    budget = 0.25 * max(available - outputs, 0)
+    if per_row > budget:
+        raise InsufficientMemoryError(
+            f"forecasting {horizon} steps ({samples} sample paths) for one series needs about "
+            f"{gigabytes(per_row)} of working memory, more than the {gigabytes(budget)} this "
+            f"call can use; {fixes}."
+        )
+    return max(1, min(batch_size, int(budget // per_row)))

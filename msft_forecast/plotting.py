@@ -124,7 +124,9 @@ def _engine_of(model: Any):
             f"{type(model).__name__}."
         )
     if not engine.is_fitted:
-        raise RuntimeError("The model is not fitted yet; call fit() first.")
+        from msft_forecast.errors import NotFittedError
+
+        raise NotFittedError("The model")
     return engine
 
 

@@ -14,11 +14,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
-from msft_forecast.engine import MSFTEngine, MSFTSettings
-from msft_forecast.frequencies import frequency_key
-from msft_forecast.validation import check_time_index, regular_grid
+from msft_forecast._extras import requiring
+
+with requiring("sktime", "msft_forecast.sktime (MSFTForecaster)"):
+    from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
+
+from msft_forecast.data import panel
+from msft_forecast.engine import MSFTEngine
+from msft_forecast.settings import MSFTSettings
 
 __all__ = ["MSFTForecaster"]
 
@@ -28,6 +32,7 @@ _REMEMBER_DATA_NOTICE = "The default of config ``remember_data`` will change"
 
 #: Hyper-parameters that are engine settings (everything but ``update_steps``).
 _SETTING_NAMES = tuple(f.name for f in fields(MSFTSettings))
+_D = MSFTSettings()  # the engine's defaults, so the signature below cannot drift from them
 
 
 class MSFTForecaster(BaseForecaster):
@@ -250,89 +255,52 @@ default="validation"
 
     def __init__(
         self,
-        backbone: str = "moirai",
-        revision: str | None = None,
-        allow_fallback: bool = True,
-        fit_strategy: str = "msft",
-        context_length: int = 512,
-        prediction_length: int | str = "auto",
-        num_scales: int = 4,
-        patch_size: int | str = "auto",
-        pooling: str = "mean",
-        lora_rank: int = 16,
-        lora_alpha: float = 16.0,
-        lora_targets: tuple[str, ...] = ("q", "k", "v"),
-        shared_lora: bool = False,
-        aggregator: bool = True,
-        aggregator_rank: int | None = 64,
-        mixing: str = "mixture",
-        scale_weighting: str = "validation",
-        train_head: bool = True,
-        learning_rate: float | None = None,
-        scale_weight_lr: float = 1e-2,
-        scale_weight_prior: float = 0.0,
-        weight_decay: float = 0.1,
-        batch_size: int = 32,
-        max_steps: int = 200,
-        max_epochs: int | None = None,
-        max_time: float | None = None,
-        validation: float | int | None = 0.1,
-        val_check_interval: int = 50,
-        early_stopping_patience: int | None = 3,
-        gradient_clip: float | None = 1.0,
-        num_samples: int = 100,
-        random_state: int | None = None,
-        accelerator: str = "cpu",
-        devices: int | str | list[int] = 1,
-        strategy: str = "auto",
-        precision: str | None = None,
-        verbose: bool = False,
-        checkpoint_dir: str | None = None,
-        resume: bool = False,
+        backbone: str = _D.backbone,
+        revision: str | None = _D.revision,
+        allow_fallback: bool = _D.allow_fallback,
+        fit_strategy: str = _D.fit_strategy,
+        context_length: int = _D.context_length,
+        prediction_length: int | str = _D.prediction_length,
+        num_scales: int = _D.num_scales,
+        patch_size: int | str = _D.patch_size,
+        pooling: str = _D.pooling,
+        lora_rank: int = _D.lora_rank,
+        lora_alpha: float = _D.lora_alpha,
+        lora_targets: tuple[str, ...] = _D.lora_targets,
+        shared_lora: bool = _D.shared_lora,
+        aggregator: bool = _D.aggregator,
+        aggregator_rank: int | None = _D.aggregator_rank,
+        mixing: str = _D.mixing,
+        scale_weighting: str = _D.scale_weighting,
+        train_head: bool = _D.train_head,
+        learning_rate: float | None = _D.learning_rate,
+        scale_weight_lr: float = _D.scale_weight_lr,
+        scale_weight_prior: float = _D.scale_weight_prior,
+        weight_decay: float = _D.weight_decay,
+        batch_size: int = _D.batch_size,
+        max_steps: int = _D.max_steps,
+        max_epochs: int | None = _D.max_epochs,
+        max_time: float | None = _D.max_time,
+        validation: float | int | None = _D.validation,
+        val_check_interval: int = _D.val_check_interval,
+        early_stopping_patience: int | None = _D.early_stopping_patience,
+        gradient_clip: float | None = _D.gradient_clip,
+        num_samples: int = _D.num_samples,
+        random_state: int | None = _D.random_state,
+        accelerator: str = _D.accelerator,
+        devices: int | str | list[int] = _D.devices,
+        strategy: str = _D.strategy,
+        precision: str | None = _D.precision,
+        verbose: bool = _D.verbose,
+        checkpoint_dir: str | None = _D.checkpoint_dir,
+        resume: bool = _D.resume,
         update_steps: int = 20,
-        num_threads: int | None = None,
+        num_threads: int | None = _D.num_threads,
     ) -> None:
-        self.backbone = backbone
-        self.revision = revision
-        self.allow_fallback = allow_fallback
-        self.fit_strategy = fit_strategy
-        self.context_length = context_length
-        self.prediction_length = prediction_length
-        self.num_scales = num_scales
-        self.patch_size = patch_size
-        self.pooling = pooling
-        self.lora_rank = lora_rank
-        self.lora_alpha = lora_alpha
-        self.lora_targets = lora_targets
-        self.shared_lora = shared_lora
-        self.aggregator = aggregator
-        self.aggregator_rank = aggregator_rank
-        self.mixing = mixing
-        self.scale_weighting = scale_weighting
-        self.train_head = train_head
-        self.learning_rate = learning_rate
-        self.scale_weight_lr = scale_weight_lr
-        self.scale_weight_prior = scale_weight_prior
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_steps = max_steps
-        self.max_epochs = max_epochs
-        self.max_time = max_time
-        self.validation = validation
-        self.val_check_interval = val_check_interval
-        self.early_stopping_patience = early_stopping_patience
-        self.gradient_clip = gradient_clip
-        self.num_samples = num_samples
-        self.random_state = random_state
-        self.accelerator = accelerator
-        self.devices = devices
-        self.strategy = strategy
-        self.precision = precision
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
-        self.resume = resume
-        self.update_steps = update_steps
-        self.num_threads = num_threads
+        # sktime's get_params reads each parameter back from the attribute of the same name
+        params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        for name, value in params.items():
+            setattr(self, name, value)
         with warnings.catch_warnings():
             # sktime 1.2 announces that ``remember_data`` will default to False, which changes
             # what the *default* update does; this class has its own update and keeps its own
@@ -355,39 +323,26 @@ default="validation"
         steps = fh.to_relative(cutoff).to_numpy()
         return max(1, int(np.max(steps)))
 
-    def _backbone(self):
-        """The shared frozen backbone, loaded now if this process has not loaded it yet.
-
-        Called before every ``MSFTEngine.fit``: a backbone first loaded inside ``fit`` builds
-        its modules after the engine has seeded torch, which shifts the random stream of the
-        trainable tensors' initialisation, so the first fit in a process would differ from
-        later fits with the same ``random_state``.
-        """
-        from msft_forecast.backbones.cache import get_backbone
-
-        return get_backbone(self.backbone, self.revision, allow_fallback=self.allow_fallback)
-
     # ----------------------------------------------------------------------------------- fit
     def _fit(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
         """Fine-tune one engine on every channel of every series in ``y``.
 
         After ``pretrain``, continues from the pretrained weights instead of the backbone.
         """
-        _check_time_indexes(y)
+        panel.check_time_indexes(y)
         horizon = self._training_horizon(fh, self.cutoff)
         settings = self._settings(horizon)
-        series = _channels(y)
-        freq = _frequency_key(self.cutoff)
+        series = panel.channels(y)
+        freq = panel.frequency_key_of(self.cutoff)
         pretrained = getattr(self, "pretrained_engine_", None)
-        self._backbone()
         if pretrained is None:
             engine = MSFTEngine(settings).fit(series, freq=freq)
         else:
-            engine = self._from_pretrained(pretrained, settings)
+            engine = MSFTEngine.from_pretrained(pretrained, settings)
             engine.fit(series, freq=freq, warm_start=True)
         self.engine_ = engine
         self.backbone_used_ = engine.backbone_used
-        self.history_ = _tail(y, self._history_length())
+        self.history_ = panel.tail(y, self._history_length())
         return self
 
     def __repr__(self, n_char_max: int = 700) -> str:
@@ -398,29 +353,6 @@ default="validation"
         used = getattr(self, "backbone_used_", None)
         return text if used is None else f"{text}  # fitted on {used}"
 
-    def _from_pretrained(self, pretrained: MSFTEngine, settings: MSFTSettings) -> MSFTEngine:
-        """A new engine with the current settings holding a copy of the pretrained tensors.
-
-        Goes through the engine's public ``state``/``from_state`` so the pretrained engine is
-        never modified, and changed structural settings (strategy, ranks, ...) fail clearly.
-        """
-        trained_horizon = pretrained.prediction_length_
-        if self._backbone().kind == "moment" and settings.prediction_length != trained_horizon:
-            # MOMENT's forecasting head has a fixed output length: keep the pretrained one
-            if (
-                settings.prediction_length != "auto"
-                and settings.prediction_length > trained_horizon
-            ):
-                raise ValueError(
-                    f"The MOMENT model was pretrained for a horizon of {trained_horizon} "
-                    f"steps; fit needs {settings.prediction_length}. Pass a shorter fh to fit "
-                    f"or pretrain with fh up to {settings.prediction_length}."
-                )
-            settings.prediction_length = trained_horizon
-        state = pretrained.state()
-        meta = {**state["meta"], "settings": settings.to_json()}
-        return MSFTEngine.from_state({"meta": meta, "tensors": state["tensors"]})
-
     def _history_length(self) -> int:
         """Steps of every series kept: a context plus one training horizon (for ``update``)."""
         return int(self.context_length) + self.engine_.prediction_length_
@@ -428,23 +360,21 @@ default="validation"
     # ------------------------------------------------------------------------------ pretrain
     def _pretrain(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
         """Global fine-tune on a panel; a later ``fit`` continues from these weights."""
-        from sktime.datatypes._utilities import get_cutoff
+        from sktime.datatypes import get_cutoff
 
-        _check_time_indexes(y)
+        panel.check_time_indexes(y)
         cutoff = get_cutoff(y, return_index=True)
         settings = self._settings(self._training_horizon(fh, cutoff))
-        self._backbone()
-        engine = MSFTEngine(settings).fit(_channels(y), freq=_frequency_key(cutoff))
+        engine = MSFTEngine(settings).fit(panel.channels(y), freq=panel.frequency_key_of(cutoff))
         self.pretrained_engine_ = engine
         return self
 
     def _pretrain_update(self, y: pd.DataFrame, X=None, fh: ForecastingHorizon | None = None):
         """Continue pretraining on another panel (``max_steps`` more steps)."""
-        from sktime.datatypes._utilities import get_cutoff
+        from sktime.datatypes import get_cutoff
 
-        freq = _frequency_key(get_cutoff(y, return_index=True))
-        self._backbone()
-        self.pretrained_engine_.fit(_channels(y), freq=freq, warm_start=True)
+        freq = panel.frequency_key_of(get_cutoff(y, return_index=True))
+        self.pretrained_engine_.fit(panel.channels(y), freq=freq, warm_start=True)
         return self
 
     # -------------------------------------------------------------------------------- update
@@ -460,16 +390,15 @@ default="validation"
         """
         from sktime.datatypes import update_data
 
-        _check_time_indexes(y)
+        panel.check_time_indexes(y)
         # new data that starts after a gap: the missing time points become missing values on
         # the series' grid, never glued on as if they followed the old data directly
-        history = _on_grid(update_data(self.history_, y), _grid_step(self.history_))
-        self.history_ = _tail(history, self._history_length())
+        history = panel.on_grid(update_data(self.history_, y), panel.grid_step(self.history_))
+        self.history_ = panel.tail(history, self._history_length())
         if update_params and int(self.update_steps) > 0:
-            self._backbone()
             self.engine_.fit(
-                _channels(history),
-                freq=_frequency_key(self.cutoff),
+                panel.channels(history),
+                freq=panel.frequency_key_of(self.cutoff),
                 warm_start=True,
                 max_steps=int(self.update_steps),
             )
@@ -484,14 +413,14 @@ default="validation"
         requested time point in the forecast arrays, the row index of the output and the
         number of instances.
         """
-        from sktime.datatypes._utilities import get_cutoff
+        from sktime.datatypes import get_cutoff
 
-        instances = _instances(self.history_)
+        parts = panel.instances(self.history_)
         cutoff = self.cutoff
         if isinstance(cutoff, pd.DatetimeIndex) and cutoff.freq is None:
             # hierarchies built by sktime's Aggregator lose the cutoff's frequency; the series
             # themselves keep their (common, checked at fit) time step
-            step = _grid_step(self.history_)
+            step = panel.grid_step(self.history_)
             if step is not None:
                 cutoff = pd.DatetimeIndex(cutoff, freq=step)
                 fh = ForecastingHorizon(fh.to_pandas(), is_relative=fh.is_relative, freq=step)
@@ -500,7 +429,7 @@ default="validation"
         # instances of a panel may end before the common cutoff: count steps from each own end
         steps_by_end: dict[Any, np.ndarray] = {}
         steps = []
-        for _, frame in instances:
+        for _, frame in parts:
             end = get_cutoff(frame, return_index=True)
             key = end[0]
             if key not in steps_by_end:
@@ -511,12 +440,12 @@ default="validation"
             raise NotImplementedError(
                 f"{type(self).__name__} can not perform in-sample prediction; found fh {fh}."
             )
-        _check_on_grid(times, steps, instances)
+        panel.check_on_grid(times, steps, parts)
         forecast = self.engine_.forecast(
-            _channels(self.history_), horizon=int(steps.max()), num_samples=num_samples
+            panel.channels(self.history_), horizon=int(steps.max()), num_samples=num_samples
         )
-        index = _output_index(self.history_, [k for k, _ in instances], times)
-        return forecast, steps - 1, index, len(instances)
+        index = panel.output_index(self.history_, [k for k, _ in parts], times)
+        return forecast, steps - 1, index, len(parts)
 
     def _select(self, values: np.ndarray, steps: np.ndarray, n_instances: int) -> np.ndarray:
         """``(series, ..., H)`` engine array -> ``(instances, fh, variables, ...)``."""
@@ -606,143 +535,3 @@ default="validation"
             {**tiny, "fit_strategy": "msft", "num_scales": 2, "validation": None},
             {**tiny, "fit_strategy": "lora", "lora_rank": 2, "validation": 3},
         ]
-
-
-# ------------------------------------------------------------------------- data conversion
-def _instances(y: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    """``(instance key, frame indexed by time)`` of every series, in order of appearance."""
-    if not isinstance(y.index, pd.MultiIndex):
-        return [((), y)]
-    levels = list(range(y.index.nlevels - 1))
-    out = []
-    for key, frame in y.groupby(level=levels, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        out.append((key, frame.droplevel(levels)))
-    return out
-
-
-def _check_time_indexes(y: pd.DataFrame) -> None:
-    """Duplicated, unsorted or irregular time points of any series, or series of a panel at
-    different frequencies: a clear ``ValueError``."""
-    steps: dict[str, str] = {}
-    for key, frame in _instances(y):
-        name = "y" if not key else f"y[{key if len(key) > 1 else key[0]!r}]"
-        check_time_index(frame.index, name=name)
-        step = _grid_step(frame) if len(frame) > 2 else None
-        if step is not None:
-            steps.setdefault(str(getattr(step, "freqstr", step)), name)
-    if len(steps) > 1:
-        (a, first), (b, second) = list(steps.items())[:2]
-        raise ValueError(
-            f"the series of y come at different frequencies: {first} every {a}, {second} every "
-            f"{b}. One model forecasts one frequency: fit one forecaster per frequency (split "
-            "the panel, or resample its series to a common frequency)."
-        )
-
-
-def _grid_step(y: pd.DataFrame) -> Any:
-    """The time step of ``y``'s series: a pandas offset (datetime, period) or an integer."""
-    _, frame = _instances(y)[0]
-    index = frame.index
-    if isinstance(index, pd.PeriodIndex):
-        return index.freq
-    if isinstance(index, pd.DatetimeIndex):
-        return index.freq or (
-            pd.tseries.frequencies.to_offset(pd.infer_freq(index)) if len(index) > 2 else None
-        )
-    if len(index) > 1 and pd.api.types.is_integer_dtype(index):
-        return int(np.min(np.diff(index.to_numpy())))
-    return None
-
-
-def _on_grid(y: pd.DataFrame, step: Any) -> pd.DataFrame:
-    """Every series of ``y`` on a regular grid of ``step``: missing time points become rows of
-    missing values.  A time point off the grid is refused."""
-    if step is None:
-        return y
-
-    def regular(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-        index = frame.index
-        grid, off = regular_grid(index, step)
-        if len(off):
-            raise ValueError(
-                f"the time points of {name} are not on the series' grid (step {step} from "
-                f"{index[0]}), e.g. {off[0]}; update with data at the same frequency"
-            )
-        return frame if len(grid) == len(index) else frame.reindex(grid)
-
-    if not isinstance(y.index, pd.MultiIndex):
-        return regular(y, "y")
-    parts = []
-    for key, frame in _instances(y):
-        out = regular(frame, f"y[{key if len(key) > 1 else key[0]!r}]")
-        out.index = pd.MultiIndex.from_arrays(
-            [*(pd.Index([k] * len(out)) for k in key), out.index], names=y.index.names
-        )
-        parts.append(out)
-    return pd.concat(parts)
-
-
-def _check_on_grid(times: pd.Index, steps: np.ndarray, instances: list) -> None:
-    """Refuse forecast time points that fall between the series' time steps."""
-    from sktime.datatypes._utilities import get_cutoff
-
-    if not isinstance(times, pd.DatetimeIndex):
-        return  # integer steps and periods are on the grid by construction
-    for _, frame in instances:
-        freq = _grid_step(frame)
-        if freq is None:
-            continue
-        end = get_cutoff(frame, return_index=True)[0]
-        grid = pd.date_range(end, periods=int(max(steps.max(), 0)) + 2, freq=freq)
-        off = times.difference(grid)
-        if len(off):
-            raise ValueError(
-                f"fh asks for {off[0]}, which is not on the series' grid (frequency "
-                f"{freq.freqstr}, last observation {end}); ask for time points on that grid, "
-                f"e.g. {grid[1]}"
-            )
-
-
-def _channels(y: pd.DataFrame) -> list[np.ndarray]:
-    """One 1-D float array (NaN for missing) per column of every series, instance-major."""
-    out = []
-    for _, frame in _instances(y):
-        values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
-        out.extend(values[:, j].copy() for j in range(values.shape[1]))
-    return out
-
-
-def _tail(y: pd.DataFrame, length: int) -> pd.DataFrame:
-    """The last ``length`` rows of every series."""
-    if not isinstance(y.index, pd.MultiIndex):
-        return y.iloc[-length:]
-    levels = list(range(y.index.nlevels - 1))
-    return y.groupby(level=levels, sort=False, group_keys=False).tail(length)
-
-
-def _output_index(history: pd.DataFrame, keys: list[tuple], times: pd.Index) -> pd.Index:
-    """Row index of a forecast: ``times`` for one series, ``(instance..., time)`` for panels."""
-    names = list(history.index.names)
-    if not isinstance(history.index, pd.MultiIndex):
-        return times.rename(names[0])
-    n_times = len(times)
-    arrays = [
-        pd.Index([key[level] for key in keys]).repeat(n_times) for level in range(len(names) - 1)
-    ]
-    arrays.append(times[np.tile(np.arange(n_times), len(keys))])
-    return pd.MultiIndex.from_arrays(arrays, names=names)
-
-
-def _frequency_key(cutoff) -> str | None:
-    """One unambiguous frequency letter for the engine, or None when the index has none.
-
-    The letter comes from the index's offset object (for a PeriodIndex too), read by
-    :func:`msft_forecast.frequencies.frequency_key`: never from the first letter of a
-    frequency string, which is ambiguous for pandas' current aliases ("min" and "ms" start like
-    monthly "M", "SME" like seconds), nor from the string itself, whose period aliases ("M",
-    "Q", "Y") pandas 3 no longer reads as offsets.  ``frequency_key`` maps every letter it
-    returns to itself, so the engine reads it back unchanged.
-    """
-    offset = getattr(cutoff, "freq", None)
-    return None if offset is None else frequency_key(offset)

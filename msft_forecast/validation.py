@@ -8,6 +8,7 @@ add the checks of their own containers (:func:`check_time_index` for sktime's pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "as_float_series",
     "check_accelerator",
     "check_observed_contexts",
+    "check_one_patch",
     "check_time_index",
     "regular_grid",
     "unit_scale",
@@ -238,3 +240,18 @@ def unit_scale(values: np.ndarray) -> float:
     level = float(np.mean(np.abs(unit)))
     scale = (spread if spread > 1e-6 * level else level) * peak
     return scale if scale > 0 and np.isfinite(scale) else 1.0
+
+
+def check_one_patch(series: list[np.ndarray], patch_size: int) -> None:
+    """Warn when no series has one patch of observed values: the model then reads a partial
+    patch padded with masked steps (as Moirai does for any series), which works but carries
+    little information."""
+    most = max(int(np.isfinite(x).sum()) for x in series)
+    if most < patch_size:
+        warnings.warn(
+            f"The longest series has {most} observed values, fewer than one patch of "
+            f"{patch_size} steps: the model reads one partial, padded patch. Pass at least "
+            f"{patch_size} observations for a full patch (or a smaller patch_size, e.g. 8).",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -309,17 +309,17 @@ def test_a_tight_memory_budget_chunks_the_forecast_without_changing_it(monkeypat
     float32 rounding)."""
     import numpy as np
 
-    from msft_forecast import engine as engine_module
+    from msft_forecast import memory
 
     engine, series = _tiny_engine()
     many = [s + k for s in series for k in range(6)]
     full = engine.forecast(many, 8, 50, seed=1)
     scales = engine.model_.spec.num_scales
-    per_row = engine_module.SAMPLING_BYTES_PER_STEP * (8 * 50 * scales + 32)
+    per_row = memory.SAMPLING_BYTES_PER_STEP * (8 * 50 * scales + 32)
     monkeypatch.setattr(
         "msft_forecast.memory.available_memory_bytes", lambda: int(4.5 * per_row) + 10**5
     )
-    assert engine_module._forecast_batch_size(engine.model_, 6, 32, 8, 50, 256) == 1
+    assert memory.forecast_batch_size(engine.model_, 6, 32, 8, 50, 256) == 1
     chunked = engine.forecast(many, 8, 50, seed=1)
     # the same draws; batched float32 kernels round the last bit differently
     np.testing.assert_allclose(chunked.samples, full.samples, rtol=1e-6)

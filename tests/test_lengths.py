@@ -19,19 +19,14 @@ from hypothesis import strategies as st
 from sktime.datasets import load_airline
 
 from msft_forecast import MSFTForecaster
-from msft_forecast.engine import (
-    FitReport,
-    MSFTEngine,
-    MSFTSettings,
-    independent_windows,
-    prefer_smaller_patch,
-)
+from msft_forecast.engine import FitReport, MSFTEngine, MSFTSettings
 from msft_forecast.frequencies import season_length
 from msft_forecast.training.lengths import (
     DEFAULT_HORIZON,
     SERIES_PER_HORIZON,
     choose_lengths,
 )
+from msft_forecast.training.patch_size import independent_windows, prefer_smaller_patch
 
 FAST = dict(max_steps=2, batch_size=8, num_samples=10, random_state=0)
 

@@ -1,4 +1,7 @@
-"""Invariants of the multi-scale models (METHOD §9) on small random backbones."""
+"""Invariants of the multi-scale models on small random backbones.
+
+The method: docs/strategies.md, "MSFT in one picture".
+"""
 
 from __future__ import annotations
 
@@ -179,12 +182,12 @@ def test_blend_and_mixture() -> None:
 def test_moment_msft_shapes_and_isolation(tiny_moment_dir) -> None:
     bb = get_backbone(str(tiny_moment_dir))
     model = MultiScaleMoment(structural_copy(bb.module), resolve_strategy("msft"), 24).eval()
-    assert [s.num_context for s in model.layout.spans] == [64, 32, 16, 8]
+    assert [s.num_context for s in model.token_layout(512, 24).spans] == [64, 32, 16, 8]
     ctx, obs, hor, hobs, _ = _batch(c=200, h=24)
     loss, per_scale = model.loss(ctx, obs, hor, hobs)
     assert per_scale.shape == (4,) and torch.isfinite(loss)
     out = model.forecast(ctx, obs, 24)
-    assert out["mean"].shape == (3, 24) and out["scale_means"].shape == (3, 4, 24)
+    assert out.mean.shape == (3, 24) and out.scale_means.shape == (3, 4, 24)
     with pytest.raises(ValueError, match="trained for 24"):
         model.forecast(ctx, obs, 30)
     with pytest.raises(ValueError, match="zero-shot"):

@@ -1,4 +1,4 @@
-"""The closed-form trainable-parameter count matches the built models (METHOD §9)."""
+"""The closed-form trainable-parameter count matches the built models (docs/strategies.md)."""
 
 from __future__ import annotations
 

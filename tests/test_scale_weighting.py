@@ -1,5 +1,8 @@
-"""Scale weights that mean something (METHOD §5a): per-scale losses on a common footing, weights
-fitted for the combined forecast, a validation criterion that does not move with the weights."""
+"""Scale weights that mean something (docs/strategies.md, "MSFT in one picture").
+
+Per-scale losses on a common footing, weights fitted for the combined forecast, a validation
+criterion that does not move with the weights.
+"""
 
 from __future__ import annotations
 

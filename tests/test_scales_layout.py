@@ -1,4 +1,7 @@
-"""Scale construction, token counts and cross-scale alignment (METHOD §1, §2, §4, §9)."""
+"""Scale construction, token counts and cross-scale alignment.
+
+The method: docs/strategies.md, "MSFT in one picture".
+"""
 
 from __future__ import annotations
 

@@ -393,9 +393,9 @@ def test_index_types(index):
     ],
 )
 def test_frequency_passed_to_the_engine_is_unambiguous(index, letter):
-    from msft_forecast.sktime import _frequency_key
+    from msft_forecast.data.panel import frequency_key_of
 
-    assert _frequency_key(index[-1:]) == letter
+    assert frequency_key_of(index[-1:]) == letter
 
 
 # ---------------------------------------------------------------------------------- pretrain
@@ -439,8 +439,11 @@ def test_moment_linear_probe_residual_intervals(tiny_moment_dir, y_air):
     assert np.all(intervals[(name, 0.5, "upper")] <= intervals[(name, 0.9, "upper")])
     # residual-based spread: intervals have width, unlike a bare point forecast
     assert np.all(intervals[(name, 0.9, "upper")] - intervals[(name, 0.9, "lower")] > 0)
-    with pytest.raises(ValueError, match="cannot forecast"):
-        forecaster.predict(fh=list(range(1, 2 * len(FH))))
+    # beyond its heads' length MOMENT rolls forward (the engine's rule, as under Darts): the
+    # first steps are the forecast itself
+    longer = forecaster.predict(fh=list(range(1, 2 * len(FH))))
+    assert len(longer) == 2 * len(FH) - 1 and np.isfinite(longer).all()
+    np.testing.assert_allclose(longer.iloc[: len(FH)].to_numpy(), y_pred.to_numpy(), rtol=1e-6)
 
 
 def test_moment_zero_shot_is_refused(tiny_moment_dir, y_air):

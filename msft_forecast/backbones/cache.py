@@ -13,6 +13,7 @@ import copy
 import os
 import threading
 from dataclasses import replace
+from typing import Any
 
 from torch import nn
 
@@ -96,3 +97,27 @@ def structural_copy(module: nn.Module) -> nn.Module:
     for tensor in list(module.parameters()) + list(module.buffers()):
         memo[id(tensor)] = tensor
     return copy.deepcopy(module, memo)
+
+
+def source_label(record: dict[str, Any], detail: bool = True) -> str:
+    """A backbone source record (``MSFTEngine.backbone_source_``) in words.
+
+    The hub id (with ``@revision``) or folder; for the offline fallback, also what was asked
+    for and (``detail``) that these are not its weights.
+
+    Examples
+    --------
+    >>> record = {"name": "moirai", "location": "bundled:moirai-tiny", "fell_back": True}
+    >>> source_label(record, detail=False)
+    "bundled:moirai-tiny (offline fallback for 'moirai')"
+    """
+    used = str(record["location"]) + (f"@{record['revision']}" if record.get("revision") else "")
+    if not record.get("fell_back"):
+        return used
+    name = record["name"]
+    if not detail:
+        return f"{used} (offline fallback for {name!r})"
+    return (
+        f"{used} (offline fallback for {name!r}: the small bundled backbone pre-trained on "
+        f"synthetic data, not {name!r}'s weights; allow_fallback=False makes this an error)"
+    )

@@ -41,12 +41,15 @@ from typing import Any
 
 import numpy as np
 
+from msft_forecast.backbones.cache import source_label
 from msft_forecast.benchmarks import classical, peers
 from msft_forecast.benchmarks.classical import BASELINES
 from msft_forecast.benchmarks.resources import PeakMemory
 from msft_forecast.data.lsf import DATASETS, LSFDataset, load_lsf
-from msft_forecast.engine import MSFTEngine, MSFTSettings, source_label
+from msft_forecast.engine import MSFTEngine, MSFTSettings
 from msft_forecast.msft.strategies import FIT_STRATEGIES
+
+_D = MSFTSettings()  # the engine's defaults: one home for every setting
 
 QUANTILES = np.round(np.arange(0.1, 1.0, 0.1), 2)
 
@@ -756,7 +759,7 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         metavar="[DATASET=]P",
         help='"auto" (chosen on validation windows) or a size, for all or per dataset',
     )
-    parser.add_argument("--num-scales", type=int, default=4)
+    parser.add_argument("--num-scales", type=int, default=_D.num_scales)
     parser.add_argument(
         "--budget",
         choices=["time", "steps"],
@@ -773,12 +776,15 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         help="wall-clock cap per trained model under --budget time",
     )
     parser.add_argument(
-        "--max-steps", type=int, default=200, help="step cap per trained model under --budget steps"
+        "--max-steps",
+        type=int,
+        default=_D.max_steps,
+        help="step cap per trained model under --budget steps",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="processes for the classical baselines' refits"
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    parser.add_argument("--batch-size", type=int, default=_D.batch_size, help="windows per step")
     parser.add_argument(
         "--val-check-interval", type=int, default=25, help="steps between validations"
     )
@@ -791,7 +797,9 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     )
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--precision", default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
-    parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (every model)")
+    parser.add_argument(
+        "--accelerator", default=_D.accelerator, help="cpu, gpu, auto (every model)"
+    )
     parser.add_argument("--devices", default="1", help="devices per fit (engine models)")
     parser.add_argument(
         "--stride",
@@ -801,7 +809,7 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         help="steps between test windows, for all datasets or per dataset, e.g. 24 ETTm1=96; "
         "auto: 96 for the built-in sets, 1 for last-h, else at most 64 origins per series",
     )
-    parser.add_argument("--num-samples", type=int, default=100)
+    parser.add_argument("--num-samples", type=int, default=_D.num_samples)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--sampling",

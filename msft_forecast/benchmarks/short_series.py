@@ -230,9 +230,9 @@ def table(scores: list[SeriesScore]) -> str:
 
 
 def _patch_evidence() -> float:
-    import msft_forecast.engine as engine_module
+    import msft_forecast.training.patch_size as patch_module
 
-    return float(engine_module.PATCH_EVIDENCE_SE)
+    return float(patch_module.PATCH_EVIDENCE_SE)
 
 
 def main(argv: list[str] | None = None) -> list[SeriesScore]:
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> list[SeriesScore]:
     )
     args = parser.parse_args(argv)
     if args.patch_evidence_se is not None:
-        import msft_forecast.engine as engine_module
+        import msft_forecast.training.patch_size as patch_module
 
-        engine_module.PATCH_EVIDENCE_SE = args.patch_evidence_se
+        patch_module.PATCH_EVIDENCE_SE = args.patch_evidence_se
 
     from msft_forecast import MSFTForecaster
     from msft_forecast.benchmarks.lsf import environment

@@ -131,13 +131,13 @@ def resolve_split(rows: int, horizon: int, split: str | None = None) -> DatasetS
     """
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
-    kind, value = parse_split(split)
-    if kind == "auto":
+    scheme, value = parse_split(split)
+    if scheme == "auto":
         train, val, test = _fraction_rows(rows, DEFAULT_SPLIT)
         if min(val, test) >= horizon and train > horizon:
             return DatasetSplit(train, val, test, "fractions")
-        kind, value = "last-h", None
-    if kind == "last-h":
+        scheme, value = "last-h", None
+    if scheme == "last-h":
         n = value if value is not None else _default_origins(rows, horizon)
         part = horizon + n - 1
         train = rows - 2 * part
@@ -150,7 +150,7 @@ def resolve_split(rows: int, horizon: int, split: str | None = None) -> DatasetS
                 "shorter --horizon or fewer origins (--split last-h:1)."
             )
         return DatasetSplit(train, part, part, "last-h", n)
-    if kind == "fractions":
+    if scheme == "fractions":
         train, val, test = _fraction_rows(rows, value)
     else:
         train, val, test = value
@@ -171,7 +171,7 @@ def resolve_split(rows: int, horizon: int, split: str | None = None) -> DatasetS
             f"the training part has {train} rows; it needs more than the horizon ({horizon}). "
             "Give it more rows with --split or use --split last-h."
         )
-    return DatasetSplit(train, val, test, kind)
+    return DatasetSplit(train, val, test, scheme)
 
 
 def _fraction_rows(rows: int, fractions) -> tuple[int, int, int]:

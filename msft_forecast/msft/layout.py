@@ -6,8 +6,9 @@ number of scales, so the token layout is the same for every row and is computed 
 ``[s0 context | s0 horizon | s1 context | s1 horizon | ...]``
 
 Token counts follow ``N_k = ceil(C_k / p)`` context tokens and ``ceil(H_k / p)`` horizon tokens,
-which equals ``ceil(N_{k-1} / 2)`` on each side (METHOD §9).  Context tokens of adjacent scales are
-right-aligned at the forecast boundary, horizon tokens left-aligned (METHOD §4).
+which equals ``ceil(N_{k-1} / 2)`` on each side.  Context tokens of adjacent scales are
+right-aligned at the forecast boundary, horizon tokens left-aligned (docs/strategies.md, "MSFT in
+one picture").
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Weighting the scales: training weights, inference weights and the validation criterion.
 
 Each scale of an MSFT model forecasts the window's future at its own resolution; the forecast
-at the original resolution combines them with weights ``w`` on the simplex (METHOD §5). Three
-things are kept apart:
+at the original resolution combines them with weights ``w`` on the simplex (docs/strategies.md,
+"MSFT in one picture"). Three things are kept apart:
 
 * **per-scale losses** - each ``L_k`` is in that scale's own normalised units (Moirai: the NLL
   of the standardised target; MOMENT: the MSE in RevIN units), so a coarse scale cannot look
@@ -204,77 +204,6 @@ def fit_simplex_weights(
     candidates = [w, project_to_capped_simplex(np.full(k, 1.0 / k), upper)]
     candidates += [np.eye(k)[i] for i in range(k) if upper[i] >= 1.0]
     return min(candidates, key=loss)
-
-
-class ScaleMixing:
-    """Training and inference weights of the multi-scale models (see the module docstring).
-
-    Expects ``self.spec`` (a ``StrategySpec``); :meth:`_init_scale_weights` creates the
-    parameters ``scale_logits`` and ``mixing_logits`` (None unless ``"validation"``).
-    """
-
-    def _init_scale_weights(self) -> None:
-        logits = torch.zeros(self.spec.num_scales)
-        if self.spec.num_scales > 1:
-            logits[0] = float(self.spec.scale_weight_prior)
-        self.scale_logits = torch.nn.Parameter(logits)
-        fitted = torch.nn.Parameter(torch.zeros(self.spec.num_scales))
-        self.mixing_logits = fitted if self.fits_weights_on_validation else None
-
-    def _set_scale_weights_trainable(self) -> None:
-        multi = self.spec.num_scales > 1
-        self.scale_logits.requires_grad_(multi and self.spec.scale_weighting in TRAINED_WEIGHTINGS)
-        if self.mixing_logits is not None:
-            # not trained (a zero-gradient term in the loss), but kept with the trainable
-            # tensors: best-weight restore, checkpoints and saved models hold the fitted weights
-            self.mixing_logits.requires_grad_(True)
-
-    @property
-    def fits_weights_on_validation(self) -> bool:
-        """True when the inference weights are fitted after every validation pass."""
-        return self.spec.num_scales > 1 and self.spec.scale_weighting == "validation"
-
-    def scale_weights(self) -> Tensor:
-        """``softmax(scale_logits)``: the trained weights (training weights of ``"validation"``
-        and ``"paper"``, inference weights of ``"paper"`` and ``"learned"``)."""
-        return torch.softmax(self.scale_logits.float(), dim=0)
-
-    def mixing_weights(self) -> Tensor:
-        """Weights of the scales in the combined forecast at inference."""
-        k, device = self.spec.num_scales, self.scale_logits.device
-        weighting = self.spec.scale_weighting
-        if k == 1 or weighting == "finest":
-            return torch.eye(k, device=device)[0]
-        if weighting == "uniform":
-            return torch.full((k,), 1.0 / k, device=device)
-        if weighting == "validation":
-            return torch.softmax(self.mixing_logits.float(), dim=0)
-        return self.scale_weights()
-
-    def set_mixing_weights(self, weights: Tensor | np.ndarray) -> None:
-        """Store fitted inference weights (``log w``, zeros kept at 1e-12)."""
-        w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).clamp(min=_MIN_WEIGHT)
-        with torch.no_grad():
-            self.mixing_logits.copy_(w.log().to(self.mixing_logits))
-
-    def fit_mixing_weights(self, stats: CombinationStatistics) -> np.ndarray:
-        """Fit and store the inference weights that minimise the combined validation loss."""
-        weights = fit_simplex_weights(stats)
-        self.set_mixing_weights(weights)
-        return weights
-
-    def weighted_loss(self, losses: Tensor) -> Tensor:
-        """The training loss from the per-scale losses (normalised units, see module doc):
-        ``sum_k softmax(v)_k L_k`` for ``"validation"`` and ``"paper"``, else their mean."""
-        if self.spec.num_scales > 1 and self.spec.scale_weighting in IN_LOSS_WEIGHTINGS:
-            loss = (self.scale_weights().to(losses.dtype) * losses).sum()
-        else:
-            loss = losses.mean()
-        if self.mixing_logits is not None and self.mixing_logits.requires_grad:
-            # a zero-gradient term keeps DDP's reducer from waiting for a gradient the loss
-            # never sends (AdamW leaves a tensor with zero gradient and no decay unchanged)
-            loss = loss + 0.0 * self.mixing_logits.sum()
-        return loss
 
 
 def mixture_nll(log_densities: Tensor, weights: Tensor, observed: Tensor) -> Tensor:

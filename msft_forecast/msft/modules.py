@@ -1,4 +1,4 @@
-"""The trainable parts MSFT adds to a frozen backbone (METHOD §3-4).
+"""The trainable parts MSFT adds to a frozen backbone (docs/strategies.md, "MSFT in one picture").
 
 * :class:`ScaleAdapters` - one identity-initialised ``Linear(d, d)`` per scale after the frozen
   input projection;

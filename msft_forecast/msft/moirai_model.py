@@ -3,12 +3,13 @@
 Tokens of every scale are packed into one sequence (:mod:`msft_forecast.msft.layout`).  Each
 scale gets its own group id, which the backbone uses as its packing ``sample_id``: attention then
 stays inside a scale (in-scale attention) and the scaler normalises every scale on its own
-(METHOD §2, §4), both without any change to the backbone.  Tokens that hold nothing but padding
-before a series' start get group 0, as in zero-shot Moirai.
+(docs/strategies.md, "MSFT in one picture"), both without any change to the backbone.
+Tokens that hold nothing but padding before a series' start get group 0, as in zero-shot Moirai.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,13 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
+from msft_forecast.msft.base import ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.mixing import (
-    CombinationStatistics,
-    ScaleMixing,
-    crps_statistics,
-    mixture_nll,
-)
+from msft_forecast.msft.mixing import CombinationStatistics, crps_statistics, mixture_nll
 from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
 from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
@@ -135,7 +133,7 @@ def _attach_lora(backbone: nn.Module, spec: StrategySpec) -> None:
                 ffn.lora[name] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
 
 
-class MultiScaleMoirai(ScaleMixing, nn.Module):
+class MultiScaleMoirai(MultiScaleModel):
     """A Moirai backbone with the MSFT parts a strategy asks for.
 
     Parameters
@@ -162,20 +160,19 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
     >>> loss, per_scale = model.loss(ctx, ~ctx.isnan(), fut, ~fut.isnan())  # doctest: +SKIP
     """
 
+    kind = "moirai"
+
     def __init__(
         self, backbone: nn.Module, spec: StrategySpec, patch_size: int, pooling: PoolingOp = "mean"
     ) -> None:
-        super().__init__()
+        super().__init__(backbone, spec, pooling)
         patch_sizes = tuple(int(p) for p in backbone.config.patch_sizes)
         if patch_size not in patch_sizes:
             raise ValueError(
                 f"patch_size {patch_size} is not one of this backbone's patch sizes {patch_sizes}."
             )
-        self.backbone = backbone
-        self.spec = spec
         self.patch_size = patch_size
         self.max_patch_size = max(patch_sizes)
-        self.pooling = pooling
         d_model = backbone.config.d_model
         self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
         if spec.lora_targets:
@@ -185,10 +182,34 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
                 layer.aggregator = CrossScaleAggregator(
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
-        # softmax(0) is the uniform initial weighting of METHOD §5 (plus the optional prior)
+        # softmax(0): the scales start with uniform weights (plus the optional prior)
         self._init_scale_weights()
         self._layouts: dict[tuple[int, int], TokenLayout] = {}
         self.set_trainable()
+
+    @classmethod
+    def build(
+        cls, loaded, spec: StrategySpec, *, patch_size: int | None, horizon_length: int,
+        pooling: PoolingOp = "mean",
+    ) -> MultiScaleMoirai:  # fmt: skip
+        module = cls.owned_backbone(loaded, spec)
+        if spec.train_head and not spec.train_backbone and spec.trains:
+            # the head is trained: own a copy instead of writing into the shared backbone
+            module.param_proj = copy.deepcopy(module.param_proj)
+        return cls(module, spec, int(patch_size), pooling)
+
+    @classmethod
+    def candidate_patch_sizes(cls, config, freq: str | None, context_length: int) -> list[int]:
+        """The backbone's patch sizes, narrowed by the frequency (Moirai's table) and to those
+        that leave at least two context tokens."""
+        sizes = sorted(int(p) for p in config.patch_sizes)
+        if freq:
+            allowed = MOIRAI_PATCH_SIZES_BY_FREQ.get(frequency_key(freq))
+            if allowed:
+                sizes = [p for p in sizes if p in allowed] or sizes
+        # at least two context tokens, else there is nothing to attend over
+        fitting = [p for p in sizes if context_length >= 2 * p]
+        return fitting or [min(sizes)]
 
     # ----------------------------------------------------------------------------- parameters
     def set_trainable(self) -> None:
@@ -216,7 +237,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         return mods
 
     # --------------------------------------------------------------------------------- forward
-    def layout(self, context_length: int, horizon_length: int) -> TokenLayout:
+    def token_layout(self, context_length: int, horizon_length: int) -> TokenLayout:
         key = (context_length, horizon_length)
         if key not in self._layouts:
             self._layouts[key] = TokenLayout(
@@ -233,7 +254,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         available: Tensor | None = None,
     ) -> tuple[MoiraiTokens, TokenLayout]:
         """Build scales and pack them; ``available`` defaults to the whole context."""
-        layout = self.layout(context.shape[-1], horizon.shape[-1])
+        layout = self.token_layout(context.shape[-1], horizon.shape[-1])
         scales = build_scales(
             context, context_observed, horizon, horizon_observed, self.spec.num_scales, self.pooling
         )
@@ -284,7 +305,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
 
         The NLL in data units is the standardised NLL plus ``log sigma_k``, and pooling shrinks
         ``sigma_k``: in data units a coarse scale would look better for its smaller spread
-        alone (METHOD §5a).
+        alone (docs/strategies.md, "MSFT in one picture").
         """
         per_scale = []
         for span, distr in zip(layout.spans, distributions, strict=True):
@@ -369,20 +390,9 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         available: Tensor | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
-    ) -> dict[str, Tensor]:
-        """Per-scale and blended forecasts.
-
-        Sample paths come from ``generator`` (one stream for the batch) or, with ``seeds``,
-        from one stream per row seeded by ``seeds[b]``: row ``b``'s samples then do not depend
-        on the other rows of the batch.
-
-        Returns
-        -------
-        dict
-            ``mean`` ``(B, H)`` (the blend's mean, from the distributions' means),
-            ``samples`` ``(B, S, H)``, ``scale_means`` ``(B, K+1, H)`` upsampled per-scale
-            means and ``weights`` ``(K+1,)``.
-        """
+    ) -> ModelForecast:
+        """Per-scale and combined forecasts (see :meth:`MultiScaleModel.forecast`); the mean
+        is the combination's mean, from the distributions' means."""
         batch = context.shape[0]
         horizon = context.new_zeros(batch, horizon_length)
         tok, layout = self.tokens(
@@ -406,10 +416,10 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
         weights, mixing = self.mixing_weights(), self.spec.mixing
         if num_samples == 0:  # the mean alone was asked for
             empty = means.new_zeros(batch, len(layout.spans), 0, horizon_length)
-            return blend(means, empty, weights, mixing, generator)
+            return ModelForecast(**blend(means, empty, weights, mixing, generator))
         if seeds is None:
             draws = self._draws(distributions, layout, num_samples, generator, horizon_length)
-            return blend(means, draws, weights, mixing, generator)
+            return ModelForecast(**blend(means, draws, weights, mixing, generator))
         if len(seeds) != batch:
             raise ValueError(f"{len(seeds)} seeds for a batch of {batch} rows.")
         rows = []
@@ -419,8 +429,7 @@ class MultiScaleMoirai(ScaleMixing, nn.Module):
             draws = self._draws(row, layout, num_samples, g, horizon_length)
             rows.append(blend(means[b : b + 1], draws, weights, mixing, g))
         out = {k: torch.cat([r[k] for r in rows]) for k in ("mean", "samples", "scale_means")}
-        out["weights"] = rows[0]["weights"]
-        return out
+        return ModelForecast(weights=rows[0]["weights"], **out)
 
     def _draws(
         self,
@@ -461,7 +470,7 @@ def blend(
     mixing: str,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
-    """Combine per-scale forecasts (METHOD §5).
+    """Combine per-scale forecasts (docs/strategies.md, "MSFT in one picture").
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""MSFT on a MOMENT backbone (METHOD §5b).
+"""MSFT on a MOMENT backbone (docs/strategies.md, "MOMENT").
 
 MOMENT reads a fixed ``seq_len`` (512) input cut into patches of 8, normalises each series with
 RevIN and has no forecasting head from pre-training.  Scale ``k`` gets ``seq_len / 2**k`` input
@@ -14,24 +14,26 @@ validation criterion of :mod:`msft_forecast.msft.mixing` is its MSE.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from msft_forecast.msft.base import ModelForecast, MultiScaleModel, context_spread
 from msft_forecast.msft.layout import TokenLayout
-from msft_forecast.msft.mixing import (
-    CombinationStatistics,
-    ScaleMixing,
-    squared_error_statistics,
-)
+from msft_forecast.msft.mixing import CombinationStatistics, squared_error_statistics
 from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
+#: Fewest held-out windows from which the residual intervals are drawn alone.
+MIN_RESIDUAL_WINDOWS = 30
 
-class MultiScaleMoment(ScaleMixing, nn.Module):
+
+class MultiScaleMoment(MultiScaleModel):
     """A MOMENT backbone with per-scale forecasting heads and the MSFT parts of a strategy.
 
     Parameters
@@ -55,14 +57,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         horizon_length: int,
         pooling: PoolingOp = "mean",
     ) -> None:
-        super().__init__()
-        if not spec.trains:
-            raise ValueError(
-                "MOMENT has no forecasting head from pre-training, so it cannot forecast "
-                "zero-shot. "
-                "Use fit_strategy='linear-probe' (MOMENT's standard fine-tuning: frozen encoder, "
-                "trained head), 'lora', 'msft' or 'full'."
-            )
+        super().__init__(backbone, spec, pooling)
         cfg = backbone.config
         self.seq_len = int(cfg.seq_len)
         self.patch_len = int(cfg.patch_len)
@@ -78,15 +73,12 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
                 f"(each needs a whole number of {self.patch_len}-step patches); got num_scales="
                 f"{spec.num_scales}."
             )
-        self.backbone = backbone
-        self.spec = spec
         self.horizon_length = horizon_length
-        self.pooling = pooling
         d_model = int(cfg.d_model)
-        self.layout = TokenLayout(self.seq_len, 0, self.patch_len, spec.num_scales)
+        self._layout = TokenLayout(self.seq_len, 0, self.patch_len, spec.num_scales)
         self.heads = nn.ModuleList(
             nn.Linear(span.num_context * d_model, -(-horizon_length // 2**span.level))
-            for span in self.layout.spans
+            for span in self._layout.spans
         )
         self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
         lora = dict(
@@ -113,9 +105,44 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
         self._init_scale_weights()
-        position = torch.cat([torch.arange(s.num_context) for s in self.layout.spans]).unsqueeze(0)
+        position = torch.cat([torch.arange(s.num_context) for s in self._layout.spans]).unsqueeze(0)
         self.register_buffer("position_ids", position, persistent=False)
         self.set_trainable()
+
+    kind = "moment"
+    intervals_from_residuals = True
+
+    @classmethod
+    def build(
+        cls, loaded, spec: StrategySpec, *, patch_size: int | None, horizon_length: int,
+        pooling: PoolingOp = "mean",
+    ) -> MultiScaleMoment:  # fmt: skip
+        cls.check_strategy(spec)  # before copying a backbone for nothing
+        return cls(cls.owned_backbone(loaded, spec), spec, horizon_length, pooling)
+
+    @classmethod
+    def check_strategy(cls, spec: StrategySpec) -> None:
+        if not spec.trains:
+            raise ValueError(
+                "MOMENT has no forecasting head from pre-training, so it cannot forecast "
+                "zero-shot. "
+                "Use fit_strategy='linear-probe' (MOMENT's standard fine-tuning: frozen encoder, "
+                "trained head), 'lora', 'msft' or 'full'."
+            )
+
+    @classmethod
+    def candidate_patch_sizes(cls, config, freq: str | None, context_length: int) -> list[int]:
+        """MOMENT has one patch length."""
+        return [int(config.patch_len)]
+
+    @property
+    def horizon_limit(self) -> int:
+        """The heads' output length: longer forecasts roll forward."""
+        return int(self.horizon_length)
+
+    def token_layout(self, context_length: int, horizon_length: int) -> TokenLayout:
+        """The fixed layout of MOMENT's ``seq_len`` input (the horizon is not tokenised)."""
+        return self._layout
 
     def set_trainable(self) -> None:
         """Freeze and unfreeze tensors as the strategy says (heads are always trained)."""
@@ -155,7 +182,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
             context, context_observed, horizon, horizon_observed, self.spec.num_scales, self.pooling
         )
         tokens, masks, stats = [], [], []
-        for scale, span in zip(scales, self.layout.spans, strict=True):
+        for scale, span in zip(scales, self._layout.spans, strict=True):
             pad = span.context_steps - scale.context.values.shape[-1]
             x = F.pad(scale.context.values, (pad, 0))
             mask = F.pad(scale.context.observed, (pad, 0), value=False)
@@ -167,17 +194,17 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
             stats.append(st)
         x = torch.cat(tokens, 1)
         key_valid = torch.cat(masks, 1)
-        ctx = ScaleContext.build(self.layout, key_valid)
+        ctx = ScaleContext.build(self._layout, key_valid)
         if self.adapters is not None:
             x = self.adapters(x, ctx)
-        same_scale = self.layout.scale_of_token.to(x.device)
+        same_scale = self._layout.scale_of_token.to(x.device)
         allowed = (same_scale[:, None] == same_scale[None, :]).unsqueeze(0) & key_valid[:, None, :]
         # a query whose scale has no observed patch would attend to nothing: let it see itself
         allowed = allowed | torch.eye(allowed.shape[-1], dtype=torch.bool, device=x.device)
         bias = bb.attention_bias(allowed, self.position_ids)
         hidden = bb.encode(x, bias, scale_ctx=ctx)
         preds = []
-        for span, head in zip(self.layout.spans, self.heads, strict=True):
+        for span, head in zip(self._layout.spans, self.heads, strict=True):
             preds.append(head(hidden[:, span.tokens].flatten(1)))
         return preds, stats, scales
 
@@ -222,7 +249,7 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
     def _upsampled_means(self, preds, stats, horizon_length: int) -> Tensor:
         """``(B, K+1, H)`` every scale's forecast in data units at the original resolution."""
         means = []
-        for span, pred, st in zip(self.layout.spans, preds, stats, strict=True):
+        for span, pred, st in zip(self._layout.spans, preds, stats, strict=True):
             values = self.backbone.denormalize(pred.float(), st)
             means.append(upsample_horizon(values, span.level, horizon_length))
         return torch.stack(means, 1)
@@ -260,10 +287,10 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         available: Tensor | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
-    ) -> dict[str, Tensor]:
-        """Blended point forecast and per-scale forecasts (no samples: MOMENT is not
-        probabilistic; the engine adds split-conformal intervals; ``generator`` and ``seeds``
-        are accepted for the common interface)."""
+    ) -> ModelForecast:
+        """Weighted mean of the scales' point forecasts; sample paths are the point forecast
+        plus resampled held-out residuals (split-conformal style, see :meth:`calibrate`): row
+        ``b`` draws from a stream seeded by ``seeds[b]`` (else from ``generator``)."""
         if horizon_length > self.horizon_length:
             raise ValueError(
                 f"This MOMENT model's forecasting heads were trained for {self.horizon_length} "
@@ -277,8 +304,68 @@ class MultiScaleMoment(ScaleMixing, nn.Module):
         )
         scale_means = self._upsampled_means(preds, stats, horizon_length)
         w = self.mixing_weights().to(scale_means.dtype)
-        return {
-            "mean": torch.einsum("k,bkh->bh", w, scale_means),
-            "scale_means": scale_means,
-            "weights": w,
-        }
+        mean = torch.einsum("k,bkh->bh", w, scale_means)
+        samples = self._residual_paths(
+            context, context_observed, mean, num_samples, seeds, generator
+        )
+        return ModelForecast(mean=mean, samples=samples, scale_means=scale_means, weights=w)
+
+    # ----------------------------------------------------------------- residual intervals
+    @torch.no_grad()
+    def calibrate(self, held_out, train) -> None:
+        """Keep up to 512 held-out residuals, in units of each window's context spread.
+
+        ``held_out`` and ``train`` are window datasets (``held_out`` may be None).  With fewer
+        than :data:`MIN_RESIDUAL_WINDOWS` held-out windows the training windows are used too
+        (in-sample, so narrower intervals; a warning says so).
+        """
+        data = held_out if held_out is not None else train
+        if len(data) < MIN_RESIDUAL_WINDOWS and data is not train:
+            # too few held-out windows for a distribution: training windows are in-sample and
+            # give narrower intervals, but a handful of rows would give nearly none
+            warnings.warn(
+                f"Only {len(data)} validation windows for MOMENT's residual intervals; training "
+                f"windows are used too, so intervals may be too narrow. Hold out more data "
+                f"(validation=...) for calibrated intervals.",
+                UserWarning,
+                stacklevel=4,
+            )
+            data = torch.utils.data.ConcatDataset([data, train])
+        n = min(len(data), 512)
+        idx = np.linspace(0, len(data) - 1, n).round().astype(int)
+        rows = []
+        for chunk in np.array_split(idx, max(1, -(-n // 128))):
+            batch = torch.utils.data.default_collate([data[int(i)] for i in chunk])
+            mean = self.forecast(
+                batch["context"], batch["context_observed"], batch["horizon"].shape[-1]
+            ).mean
+            spread = context_spread(batch["context"], batch["context_observed"])
+            res = (batch["horizon"] - mean) / spread[:, None]
+            rows.append(torch.where(batch["horizon_observed"], res, torch.nan))
+        self.residuals = torch.cat(rows).float()
+
+    def _residual_paths(
+        self, context: Tensor, observed: Tensor, mean: Tensor, num_samples: int,
+        seeds: Sequence[int] | None, generator: torch.Generator | None,
+    ) -> Tensor:  # fmt: skip
+        """``(B, S, H)``: the point forecast plus resampled residual paths (the point forecast
+        alone before :meth:`calibrate`)."""
+        res, horizon = self.residuals, mean.shape[-1]
+        if num_samples == 0:
+            return mean.new_zeros(mean.shape[0], 0, horizon)
+        if res is None or res.shape[0] == 0:
+            return mean.unsqueeze(1).expand(-1, num_samples, -1).clone()
+        res = torch.nan_to_num(res[:, :horizon], nan=0.0).to(mean)
+        if seeds is None:
+            rows = torch.randint(0, res.shape[0], (mean.shape[0], num_samples), generator=generator)
+        else:
+            rows = torch.stack(
+                [
+                    torch.randint(
+                        0, res.shape[0], (num_samples,), generator=torch.Generator().manual_seed(sd)
+                    )
+                    for sd in seeds
+                ]
+            )
+        spread = context_spread(context, observed)
+        return mean.unsqueeze(1) + res[rows] * spread[:, None, None]

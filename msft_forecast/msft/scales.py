@@ -3,8 +3,8 @@
 Scale 0 is the window itself.  Scale ``k`` pools scale ``k - 1`` by a factor of two, with the
 context and the horizon pooled **separately**: the context is padded on the left and the horizon
 on the right to an even length, so every pooled step lies entirely on one side of the forecast
-boundary (METHOD §1).  Padding is unobserved; a pooled step is observed when any of its inputs
-is, and unobserved steps hold 0.
+boundary (docs/strategies.md, "MSFT in one picture").  Padding is unobserved; a pooled step is
+observed when any of its inputs is, and unobserved steps hold 0.
 
 Lengths follow ``C_k = ceil(C_{k-1} / 2)`` and ``H_k = ceil(H_{k-1} / 2)``; the pooled horizon of
 scale ``k`` covers the first ``2**k * H_k`` raw future steps, left-aligned.

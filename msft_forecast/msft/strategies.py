@@ -1,4 +1,4 @@
-"""Fine-tuning strategies: which parts exist and which are trained (METHOD §6-7).
+"""Fine-tuning strategies: which parts exist and which are trained (docs/strategies.md).
 
 Every strategy runs through the same model and training code; a strategy is only a
 :class:`StrategySpec` saying which MSFT parts to build and which tensors to train.

@@ -62,9 +62,10 @@ class FineTuneModule(L.LightningModule):
     Parameters
     ----------
     model : nn.Module
-        A ``MultiScaleMoirai`` or ``MultiScaleMoment``: ``loss(**batch)`` returning
+        A :class:`~msft_forecast.msft.base.MultiScaleModel`: ``loss(**batch)`` returning
         ``(loss, per_scale_losses)``, ``validation_scores(**batch, generator=...)`` returning
-        ``(per_scale_losses, CombinationStatistics)``, and the ``ScaleMixing`` methods.
+        ``(per_scale_losses, CombinationStatistics)``, and the scale-weight methods of
+        :class:`~msft_forecast.msft.base.MultiScaleModel`.
     learning_rate, scale_weight_lr, weight_decay : float
         AdamW settings (betas 0.9, 0.98 as in the paper).
     """

@@ -1,0 +1,271 @@
+"""What every multi-scale model is: the interface the engine and the trainer rely on.
+
+A backbone family (Moirai, MOMENT, ...) joins the package with one subclass of
+:class:`MultiScaleModel` in this folder and one line in :mod:`msft_forecast.msft.registry`.
+The subclass says what it can do (the patch sizes it offers for a frequency, the longest horizon
+it forecasts in one pass, whether it forecasts before any training, whether its intervals come
+from held-out residuals) and implements the loss, the validation scores and the forecast, which
+returns the same :class:`ModelForecast` for every backbone.  The engine and the front ends never
+ask which backbone they hold.
+
+This class also owns the scale weights (training weights, inference weights; see
+:mod:`msft_forecast.msft.mixing` and the "Scale weights" section of ``docs/strategies.md``)
+and the trainable tensors' selection, saving and loading.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from msft_forecast.msft.layout import TokenLayout
+from msft_forecast.msft.mixing import (
+    _MIN_WEIGHT,
+    IN_LOSS_WEIGHTINGS,
+    TRAINED_WEIGHTINGS,
+    CombinationStatistics,
+    fit_simplex_weights,
+)
+from msft_forecast.msft.strategies import StrategySpec
+
+
+@dataclass
+class ModelForecast:
+    """A model's forecasts for a batch of contexts (the same fields for every backbone).
+
+    Attributes
+    ----------
+    mean : Tensor
+        ``(B, H)`` mean of the combined forecast.
+    samples : Tensor
+        ``(B, S, H)`` sample paths (``S = 0`` when only the mean was asked for).
+    scale_means : Tensor
+        ``(B, K+1, H)`` each scale's mean forecast at the original resolution.
+    weights : Tensor
+        ``(K+1,)`` the scales' weights in the combination.
+    """
+
+    mean: Tensor
+    samples: Tensor
+    scale_means: Tensor
+    weights: Tensor
+
+
+class MultiScaleModel(nn.Module):
+    """A backbone with the multi-scale parts of a strategy (the interface of every backbone).
+
+    Subclasses set :attr:`kind`, implement the abstract methods and call
+    ``super().__init__(backbone, spec, pooling)`` first, then build their parts, then
+    ``self._init_scale_weights()`` and ``self.set_trainable()``.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        The backbone this model owns (see :meth:`owned_backbone`).
+    spec : StrategySpec
+        What to build and what to train.
+    pooling : {"mean", "max", "subsample"}
+        Pooling between scales.
+    """
+
+    #: The backbone family (``LoadedBackbone.kind``) this class serves.
+    kind: ClassVar[str]
+    #: True when the model has no predictive distribution: its sample paths are the point
+    #: forecast plus held-out residuals, which :meth:`calibrate` collects after training.
+    intervals_from_residuals: ClassVar[bool] = False
+
+    def __init__(self, backbone: nn.Module, spec: StrategySpec, pooling: str = "mean") -> None:
+        super().__init__()
+        self.check_strategy(spec)
+        self.backbone = backbone
+        self.spec = spec
+        self.pooling = pooling
+        #: Held-out residuals of a model with :attr:`intervals_from_residuals` (else None).
+        self.residuals: Tensor | None = None
+
+    # ---------------------------------------------------------------------------- building
+    @classmethod
+    def build(
+        cls, loaded: Any, spec: StrategySpec, *, patch_size: int | None, horizon_length: int,
+        pooling: str = "mean",
+    ) -> MultiScaleModel:  # fmt: skip
+        """A fresh model on the loaded backbone (``LoadedBackbone``) for this strategy."""
+        raise NotImplementedError
+
+    @staticmethod
+    def owned_backbone(loaded: Any, spec: StrategySpec) -> nn.Module:
+        """The backbone module a new model owns: a deep copy when the strategy trains the
+        backbone, else a structural copy whose frozen tensors stay shared with the cache."""
+        from msft_forecast.backbones.cache import structural_copy
+
+        module = loaded.module
+        return copy.deepcopy(module) if spec.train_backbone else structural_copy(module)
+
+    @classmethod
+    def check_strategy(cls, spec: StrategySpec) -> None:
+        """Raise ``ValueError`` when this backbone cannot serve the strategy."""
+
+    @classmethod
+    def candidate_patch_sizes(cls, config: Any, freq: str | None, context_length: int) -> list[int]:
+        """Patch sizes the backbone offers for this frequency and context, smallest first."""
+        raise NotImplementedError
+
+    @property
+    def horizon_limit(self) -> int | None:
+        """Most steps one forward pass forecasts (None: any); the engine rolls the forecast
+        forward beyond it."""
+        return None
+
+    def token_layout(self, context_length: int, horizon_length: int) -> TokenLayout:
+        """Where every scale's tokens sit in the packed sequence."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------- parameters
+    def msft_modules(self) -> list[nn.Module]:
+        """The modules the strategy added (adapters, LoRA, aggregators)."""
+        raise NotImplementedError
+
+    def set_trainable(self) -> None:
+        """Freeze and unfreeze tensors as the strategy says."""
+        raise NotImplementedError
+
+    def trainable_tensors(self) -> dict[str, Tensor]:
+        """Every tensor fine-tuning owns (everything but the frozen backbone), on the CPU."""
+        return {
+            name: p.detach().cpu().contiguous()
+            for name, p in self.named_parameters()
+            if p.requires_grad
+        }
+
+    def load_trainable(self, tensors: dict[str, Tensor]) -> None:
+        """Copy saved trainable tensors in, checking their names and shapes."""
+        params = dict(self.named_parameters())
+        wanted = {n for n, p in params.items() if p.requires_grad}
+        if set(tensors) != wanted:
+            missing, unexpected = sorted(wanted - set(tensors)), sorted(set(tensors) - wanted)
+            raise ValueError(
+                "The saved tensors do not match the model these settings build (missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]}); were the settings changed?"
+            )
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if params[name].shape != value.shape:
+                    raise ValueError(
+                        f"Saved tensor {name!r} has shape {tuple(value.shape)}, the model needs "
+                        f"{tuple(params[name].shape)}."
+                    )
+                params[name].copy_(value)
+
+    # ----------------------------------------------------------------------------- training
+    def loss(
+        self, context: Tensor, context_observed: Tensor, horizon: Tensor,
+        horizon_observed: Tensor, available: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Training loss and the ``(K+1,)`` per-scale losses (detached)."""
+        raise NotImplementedError
+
+    def validation_scores(
+        self, context: Tensor, context_observed: Tensor, horizon: Tensor,
+        horizon_observed: Tensor, available: Tensor | None = None, *,
+        generator: torch.Generator | None = None, num_samples: int = 16,
+    ) -> tuple[Tensor, CombinationStatistics]:  # fmt: skip
+        """Per-scale losses and the statistics of the combined forecast's validation loss."""
+        raise NotImplementedError
+
+    def calibrate(self, held_out: Any, train: Any) -> None:
+        """After training: collect what intervals need (residual models); else nothing."""
+
+    # ---------------------------------------------------------------------------- inference
+    def forecast(
+        self, context: Tensor, context_observed: Tensor, horizon_length: int,
+        num_samples: int = 0, available: Tensor | None = None,
+        generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+    ) -> ModelForecast:  # fmt: skip
+        """Forecast ``horizon_length`` steps after each context.
+
+        Sample paths come from ``generator`` (one stream for the batch) or, with ``seeds``,
+        one stream per row seeded by ``seeds[b]``, so a row's samples do not depend on the
+        other rows; ``num_samples=0`` gives the mean alone.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------ scale weights
+    def _init_scale_weights(self) -> None:
+        """Create ``scale_logits`` (trained weights) and ``mixing_logits`` (weights fitted on
+        validation windows; None unless ``scale_weighting="validation"``)."""
+        logits = torch.zeros(self.spec.num_scales)
+        if self.spec.num_scales > 1:
+            logits[0] = float(self.spec.scale_weight_prior)
+        self.scale_logits = nn.Parameter(logits)
+        fitted = nn.Parameter(torch.zeros(self.spec.num_scales))
+        self.mixing_logits = fitted if self.fits_weights_on_validation else None
+
+    def _set_scale_weights_trainable(self) -> None:
+        multi = self.spec.num_scales > 1
+        self.scale_logits.requires_grad_(multi and self.spec.scale_weighting in TRAINED_WEIGHTINGS)
+        if self.mixing_logits is not None:
+            # not trained (a zero-gradient term in the loss), but kept with the trainable
+            # tensors: best-weight restore, checkpoints and saved models hold the fitted weights
+            self.mixing_logits.requires_grad_(True)
+
+    @property
+    def fits_weights_on_validation(self) -> bool:
+        """True when the inference weights are fitted after every validation pass."""
+        return self.spec.num_scales > 1 and self.spec.scale_weighting == "validation"
+
+    def scale_weights(self) -> Tensor:
+        """``softmax(scale_logits)``: the trained weights (training weights of ``"validation"``
+        and ``"paper"``, inference weights of ``"paper"`` and ``"learned"``)."""
+        return torch.softmax(self.scale_logits.float(), dim=0)
+
+    def mixing_weights(self) -> Tensor:
+        """Weights of the scales in the combined forecast at inference."""
+        k, device = self.spec.num_scales, self.scale_logits.device
+        weighting = self.spec.scale_weighting
+        if k == 1 or weighting == "finest":
+            return torch.eye(k, device=device)[0]
+        if weighting == "uniform":
+            return torch.full((k,), 1.0 / k, device=device)
+        if weighting == "validation":
+            return torch.softmax(self.mixing_logits.float(), dim=0)
+        return self.scale_weights()
+
+    def set_mixing_weights(self, weights: Tensor | np.ndarray) -> None:
+        """Store fitted inference weights (``log w``, zeros kept at 1e-12)."""
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).clamp(min=_MIN_WEIGHT)
+        with torch.no_grad():
+            self.mixing_logits.copy_(w.log().to(self.mixing_logits))
+
+    def fit_mixing_weights(self, stats: CombinationStatistics) -> np.ndarray:
+        """Fit and store the inference weights that minimise the combined validation loss."""
+        weights = fit_simplex_weights(stats)
+        self.set_mixing_weights(weights)
+        return weights
+
+    def weighted_loss(self, losses: Tensor) -> Tensor:
+        """The training loss from the per-scale losses (normalised units, see
+        :mod:`~msft_forecast.msft.mixing`): ``sum_k softmax(v)_k L_k`` for ``"validation"``
+        and ``"paper"``, else their mean."""
+        if self.spec.num_scales > 1 and self.spec.scale_weighting in IN_LOSS_WEIGHTINGS:
+            loss = (self.scale_weights().to(losses.dtype) * losses).sum()
+        else:
+            loss = losses.mean()
+        if self.mixing_logits is not None and self.mixing_logits.requires_grad:
+            # a zero-gradient term keeps DDP's reducer from waiting for a gradient the loss
+            # never sends (AdamW leaves a tensor with zero gradient and no decay unchanged)
+            loss = loss + 0.0 * self.mixing_logits.sum()
+        return loss
+
+
+def context_spread(context: Tensor, observed: Tensor) -> Tensor:
+    """Standard deviation of the observed context steps of each row (at least 1e-8)."""
+    n = observed.sum(-1).clamp(min=1)
+    mean = torch.where(observed, context, 0.0).sum(-1) / n
+    var = torch.where(observed, (context - mean[:, None]) ** 2, 0.0).sum(-1) / n
+    return var.sqrt().clamp(min=1e-8)

@@ -511,31 +511,39 @@ class MSFTEngine:
             attention=self._attention_shape(),
         )  # fmt: skip
         seeds = row_seeds(seed, len(contexts))
-        outs = []
         with torch_threads(self.settings.num_threads):
-            for start in range(0, len(contexts), batch):
-                chunk = [c[-C:] for c in contexts[start : start + batch]]
-                # each context in its own units (scale-equivariant forecasts, see unit_scale)
-                factors = torch.tensor([unit_scale(c) for c in chunk], dtype=torch.float64)
-                windows = [
-                    cut_window(c, len(c), C, 0, float(f))
-                    for c, f in zip(chunk, factors, strict=True)
-                ]
-                b = torch.utils.data.default_collate(windows)
-                out = model.forecast(
-                    b["context"], b["context_observed"], horizon, num_samples,
-                    available=b["available"], seeds=seeds[start : start + batch],
-                )  # fmt: skip
-                outs.append(
-                    (
-                        out.mean.double() * factors[:, None],
-                        out.samples.double() * factors[:, None, None],
-                        out.scale_means.double() * factors[:, None, None],
-                    )
-                )
+            outs = self._forecast_batches(model, contexts, C, horizon, num_samples, seeds, batch)
         mean, samples, scale_means = (torch.cat(parts).numpy() for parts in zip(*outs, strict=True))
-        weights = out.weights.double().numpy()
+        weights = model.mixing_weights().detach().double().cpu().numpy()
         return Forecast(mean=mean, samples=samples, scale_means=scale_means, weights=weights)
+
+    def _forecast_batches(
+        self, model: MultiScaleModel, contexts: list[np.ndarray], C: int, horizon: int,
+        num_samples: int, seeds: Sequence[int], batch: int,
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """The model's mean, samples and scale means for ``contexts``, ``batch`` at a time,
+        back in each context's units."""
+        outs = []
+        for start in range(0, len(contexts), batch):
+            chunk = [c[-C:] for c in contexts[start : start + batch]]
+            # each context in its own units (scale-equivariant forecasts, see unit_scale)
+            factors = torch.tensor([unit_scale(c) for c in chunk], dtype=torch.float64)
+            windows = [
+                cut_window(c, len(c), C, 0, float(f)) for c, f in zip(chunk, factors, strict=True)
+            ]
+            b = torch.utils.data.default_collate(windows)
+            out = model.forecast(
+                b["context"], b["context_observed"], horizon, num_samples,
+                available=b["available"], seeds=seeds[start : start + batch],
+            )  # fmt: skip
+            outs.append(
+                (
+                    out.mean.double() * factors[:, None],
+                    out.samples.double() * factors[:, None, None],
+                    out.scale_means.double() * factors[:, None, None],
+                )
+            )
+        return outs
 
     def _roll_forward(
         self, contexts: list[np.ndarray], first: Forecast, horizon: int, step: int, seed: int,

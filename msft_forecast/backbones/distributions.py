@@ -740,6 +740,15 @@ def _component(spec: ComponentSpec, raw: Mapping[str, Tensor]) -> _Component:
     return LogNormal(p["loc"], _positive(p["scale"]))
 
 
+def select_rows(raw_params: Any, rows: slice | Tensor) -> Any:
+    """The raw parameters (:meth:`DistrParamProj.forward`) of the batch rows ``rows``."""
+    if isinstance(raw_params, Mapping):
+        return {key: select_rows(value, rows) for key, value in raw_params.items()}
+    if isinstance(raw_params, list | tuple):
+        return [select_rows(value, rows) for value in raw_params]
+    return raw_params[rows]
+
+
 def build_distribution(
     spec: DistributionSpec,
     raw_params: Mapping[str, Any],

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from msft_forecast.backbones.distributions import build_distribution, select_rows
 from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
 from msft_forecast.msft.base import ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
@@ -282,17 +283,27 @@ class MultiScaleMoirai(MultiScaleModel):
         """Each scale's predictive distribution over its horizon tokens."""
         return self._distributions(self.encode(tok), tok, layout)
 
-    def _distributions(self, encoded, tok: MoiraiTokens, layout: TokenLayout, rows=slice(None)):
+    def _distributions(self, encoded, tok: MoiraiTokens, layout: TokenLayout):
+        return self._build(self._head(encoded, tok, layout))
+
+    def _head(self, encoded, tok: MoiraiTokens, layout: TokenLayout) -> list:
+        """Each scale's raw distribution parameters over its horizon tokens, with the
+        standardisation to undo: the output head runs once per batch."""
         reprs, loc, scale = encoded
+        project = self.backbone.param_proj
         out = []
         for span in layout.spans:
             sl = span.horizon_tokens
-            out.append(
-                self.backbone.distribution(
-                    reprs[rows, sl], tok.patch_size[rows, sl], loc[rows, sl], scale[rows, sl]
-                )
-            )
+            out.append((project(reprs[:, sl], tok.patch_size[:, sl]), loc[:, sl], scale[:, sl]))
         return out
+
+    def _build(self, head: list, rows=slice(None)) -> list:
+        """Each scale's distribution from :meth:`_head`'s parameters, for ``rows``."""
+        spec = self.backbone.param_proj.spec
+        return [
+            build_distribution(spec, select_rows(raw, rows), loc[rows], scale[rows])
+            for raw, loc, scale in head
+        ]
 
     def _flatten_horizon(self, values: Tensor, span) -> Tensor:
         """``(..., n_tokens, P)`` token values of a horizon -> ``(..., H_k)`` steps."""
@@ -402,8 +413,8 @@ class MultiScaleMoirai(MultiScaleModel):
             torch.zeros_like(horizon, dtype=torch.bool),
             available,
         )
-        encoded = self.encode(tok)
-        distributions = self._distributions(encoded, tok, layout)
+        head = self._head(self.encode(tok), tok, layout)
+        distributions = self._build(head)
         means = torch.stack(
             [
                 upsample_horizon(
@@ -425,7 +436,7 @@ class MultiScaleMoirai(MultiScaleModel):
         rows = []
         for b, seed in enumerate(seeds):
             g = torch.Generator(device=context.device).manual_seed(int(seed))
-            row = self._distributions(encoded, tok, layout, slice(b, b + 1))
+            row = self._build(head, slice(b, b + 1))
             draws = self._draws(row, layout, num_samples, g, horizon_length)
             rows.append(blend(means[b : b + 1], draws, weights, mixing, g))
         out = {k: torch.cat([r[k] for r in rows]) for k in ("mean", "samples", "scale_means")}

@@ -56,9 +56,16 @@ class ScaleContext:
         return cls(layout.spans, maps, counts, valid)
 
 
+def split_scales(x: Tensor, spans: tuple[ScaleSpan, ...]) -> tuple[Tensor, ...]:
+    """The tokens of every scale (axis 1), in order: one ``split``, whose backward is one
+    concatenation, where slicing scale by scale would zero-fill a full gradient per scale."""
+    return x.split([s.stop - s.start for s in spans], dim=1)
+
+
 def _per_scale(x: Tensor, spans: tuple[ScaleSpan, ...], fns: list) -> Tensor:
     """Apply ``fns[k]`` to the tokens of scale ``k`` and put the pieces back in order."""
-    return torch.cat([fns[s.level](x[:, s.tokens]) for s in spans], dim=1)
+    parts = split_scales(x, spans)
+    return torch.cat([fns[s.level](part) for s, part in zip(spans, parts, strict=True)], dim=1)
 
 
 class ScaleAdapters(nn.Module):
@@ -112,14 +119,17 @@ class ScaleLoRA(nn.Module):
             # the initialisation of nn.Linear (and of PEFT's LoRA A)
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
 
-    def _delta(self, k: int):
-        a, b = self.lora_A[k], self.lora_B[k]
+    @staticmethod
+    def _delta(a: Tensor, b: Tensor):
         return lambda x: (x @ a.transpose(0, 1).to(x.dtype)) @ b.transpose(0, 1).to(x.dtype)
 
     def forward(self, x: Tensor, ctx: ScaleContext | None) -> Tensor:
         if self.shared or ctx is None:
-            return self._delta(0)(x) * self.scaling
-        fns = [self._delta(k) for k in range(self.lora_A.shape[0])]
+            return self._delta(self.lora_A[0], self.lora_B[0])(x) * self.scaling
+        # unbind: one backward for all scales, where indexing lora_A[k] would zero-fill a
+        # full-size gradient per scale
+        pairs = zip(self.lora_A.unbind(0), self.lora_B.unbind(0), strict=True)
+        fns = [self._delta(a, b) for a, b in pairs]
         return _per_scale(x, ctx.spans, fns) * self.scaling
 
 
@@ -170,14 +180,15 @@ class CrossScaleAggregator(nn.Module):
         self.fine_to_coarse = nn.ModuleList(_Projection(d_model, rank) for _ in range(pairs))
 
     def forward(self, h: Tensor, ctx: ScaleContext) -> Tensor:
-        pieces = [torch.zeros_like(h[:, s.tokens]) for s in ctx.spans]
-        valid = ctx.valid.unsqueeze(-1).to(h.dtype)
-        for k, (fine, coarse) in enumerate(zip(ctx.spans[:-1], ctx.spans[1:], strict=True)):
+        parts = split_scales(h, ctx.spans)
+        valid = split_scales(ctx.valid.unsqueeze(-1).to(h.dtype), ctx.spans)
+        pieces = [torch.zeros_like(p) for p in parts]
+        for k in range(len(ctx.spans) - 1):
             index = ctx.coarse_maps[k]
-            h_fine, h_coarse = h[:, fine.tokens], h[:, coarse.tokens]
-            down = self.coarse_to_fine[k](h_coarse * valid[:, coarse.tokens])
+            h_fine, h_coarse = parts[k], parts[k + 1]
+            down = self.coarse_to_fine[k](h_coarse * valid[k + 1])
             pieces[k] = pieces[k] + down[:, index]
-            up = self.fine_to_coarse[k](h_fine * valid[:, fine.tokens])
+            up = self.fine_to_coarse[k](h_fine * valid[k])
             pooled = torch.zeros_like(h_coarse).index_add_(1, index, up)
             pieces[k + 1] = pieces[k + 1] + pooled / ctx.coarse_counts[k].unsqueeze(-1).to(h.dtype)
         return torch.cat(pieces, dim=1)

@@ -1,11 +1,14 @@
 """Darts ``historical_forecasts(retrain=False)``: MSFTModel's batched path against loops.
 
-Fits :class:`msft_forecast.darts.MSFTModel` briefly on the first part of the weekly Mauna Loa
-CO2 series (statsmodels' bundled copy, 2,284 weeks, gaps interpolated; nothing is downloaded),
-then forecasts every window of the rest three ways and times each:
+Fits :class:`msft_forecast.darts.MSFTModel` briefly on the first part of a series, then
+forecasts every window of the rest three ways and times each.  ``--data``: ``co2`` (default),
+the weekly Mauna Loa CO2 series (statsmodels' bundled copy, 2,284 weeks, gaps interpolated);
+``airline``, the 144 monthly airline passengers (sktime's copy; context 48, horizon 12: 85
+windows); ``sine3000``, 3,000 hourly steps of a daily cycle plus noise (seed 0; context 128,
+horizon 24: 2,849 windows).  Nothing is downloaded.
 
-* ``fast``: ``historical_forecasts(retrain=False)``, the batched path (all windows go through a
-  few ``MSFTEngine.forecast`` calls of 256 contexts);
+* ``fast``: ``historical_forecasts(retrain=False)``, the batched path (all windows go through
+  one ``MSFTEngine.forecast`` call, which batches them);
 * ``predict loop``: one ``model.predict(H, series=series[:origin])`` per window;
 * ``darts loop``: Darts' generic loop, ``historical_forecasts(..., enable_optimization=False)``.
 
@@ -19,6 +22,8 @@ Usage::
 
     python benchmarks/darts_historical_forecasts.py                  # ~1,100 windows, 1 thread
     python benchmarks/darts_historical_forecasts.py --loop-windows 200 --threads 2
+    python benchmarks/darts_historical_forecasts.py --data airline
+    python benchmarks/darts_historical_forecasts.py --data sine3000 --loop-windows 300
 """
 
 from __future__ import annotations
@@ -69,10 +74,43 @@ def _header(args: argparse.Namespace, backbone: str, n_windows: int) -> str:
             f"model       {backbone}; input_chunk_length={args.context}, "
             f"output_chunk_length={args.horizon}, fit_strategy={args.fit_strategy}, "
             f"max_steps={args.max_steps}",
-            f"data        statsmodels co2 (weekly, 2284 steps); {n_windows} windows of "
+            f"data        {DESCRIPTIONS[args.data]}; {n_windows} windows of "
             f"{args.horizon} steps, stride 1, from position {args.start}; num_samples=1",
         ]
     )
+
+
+#: What each ``--data`` choice is, and its (context, horizon, first origin, fit steps) defaults.
+DESCRIPTIONS = {
+    "co2": "statsmodels co2 (weekly, 2284 steps)",
+    "airline": "sktime airline (monthly, 144 steps)",
+    "sine3000": "a daily cycle plus noise (hourly, 3000 steps, seed 0)",
+}
+DEFAULTS = {"co2": (128, 24, 1160, 20), "airline": (48, 12, 48, 20), "sine3000": (128, 24, 128, 20)}
+
+
+def _series(name: str):
+    """The ``--data`` series as a Darts ``TimeSeries``."""
+    import numpy as np
+    import pandas as pd
+    from darts import TimeSeries
+
+    if name == "co2":
+        from statsmodels.datasets import co2
+
+        data = co2.load_pandas().data["co2"].interpolate()
+        return TimeSeries.from_series(data.astype("float64"), freq="W-SAT")
+    if name == "airline":
+        from sktime.datasets import load_airline
+
+        y = load_airline().astype("float64")
+        y.index = y.index.to_timestamp()
+        return TimeSeries.from_series(y, freq="MS")
+    t = np.arange(3000)
+    noise = np.random.default_rng(0).normal(0, 0.1, t.size)
+    values = 10 + np.sin(2 * np.pi * t / 24) + 0.001 * t + noise
+    index = pd.date_range("2024-01-01", periods=t.size, freq="h")
+    return TimeSeries.from_times_and_values(index, values)
 
 
 def _backbone(name: str) -> tuple[str, str]:
@@ -99,11 +137,12 @@ def _backbone(name: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="moirai-tiny")
-    parser.add_argument("--context", type=int, default=128)
-    parser.add_argument("--horizon", type=int, default=24)
-    parser.add_argument("--start", type=int, default=1160, help="first forecast origin")
+    parser.add_argument("--data", choices=sorted(DESCRIPTIONS), default="co2")
+    parser.add_argument("--context", type=int, default=None, help="default: by --data")
+    parser.add_argument("--horizon", type=int, default=None, help="default: by --data")
+    parser.add_argument("--start", type=int, default=None, help="first forecast origin")
     parser.add_argument("--fit-strategy", default="msft")
-    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--loop-windows",
@@ -112,18 +151,19 @@ def main(argv: list[str] | None = None) -> None:
         help="time the loops on this many windows and extrapolate (0: all windows)",
     )
     args = parser.parse_args(argv)
+    names = ("context", "horizon", "start", "max_steps")
+    for name, value in zip(names, DEFAULTS[args.data], strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
     import numpy as np
     import torch
-    from darts import TimeSeries
-    from statsmodels.datasets import co2
 
     from msft_forecast.darts import MSFTModel
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    data = co2.load_pandas().data["co2"].interpolate()
-    series = TimeSeries.from_series(data.astype("float64"), freq="W-SAT")
+    series = _series(args.data)
     horizon = args.horizon
     origins = list(range(args.start, len(series) - horizon + 1))
     backbone, described = _backbone(args.backbone)
@@ -140,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     tic = time.perf_counter()
     model.fit(series[: args.start])
-    print(f"fit         {time.perf_counter() - tic:.1f} s on the first {args.start} weeks\n")
+    print(f"fit         {time.perf_counter() - tic:.1f} s on the first {args.start} steps\n")
 
     model.predict(horizon, series=series[: args.start])  # warm-up (lazy imports, caches)
     tic = time.perf_counter()
@@ -194,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             f" {seconds / t_fast:>8.1f}x  {d:>10}{extra}"
         )
     level = float(np.abs(fast[0].values()).mean())
-    print(f"\nforecast values are about {level:.0f} ppm; differences come from float32 batching.")
+    print(f"\nforecast values are about {level:.3g}; differences come from float32 batching.")
 
 
 if __name__ == "__main__":

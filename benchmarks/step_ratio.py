@@ -1,0 +1,117 @@
+"""The MSFT training step against a LoRA step, paired in one process, on Moirai-small.
+
+    python benchmarks/step_ratio.py [--rounds 15] [--batch 8] [--threads 2] [--markdown FILE]
+
+One process holds the models (Moirai-small architecture, random weights: cost does not depend
+on the weights; one frozen backbone shared by all of them, as the engine shares it), a fixed
+batch of windows (context 512 + horizon 96, patch size 32) and the package's optimizer
+(:func:`msft_forecast.training.lightning.adamw`: fused AdamW where torch has it).  Every round
+runs one step of each model in turn, so load from other processes hits them alike; the table
+gives each model's median step time and the median of the per-round ratios to LoRA.  A step is
+forward, loss, backward and the optimizer step, under the CPU default precision (bf16 autocast)
+and in float32.  ``msft (unfused AdamW)`` is the same MSFT step with torch's default AdamW, so
+its ratio to ``msft`` is what the fused optimizer saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def build(strategy: str, backbone, scales: int, fused: bool):
+    import copy
+
+    from msft_forecast.msft.moirai_model import MultiScaleMoirai
+    from msft_forecast.msft.strategies import resolve_strategy
+    from msft_forecast.training.lightning import adamw, parameter_groups
+
+    spec = resolve_strategy(strategy, num_scales=scales)
+    model = MultiScaleMoirai(copy.deepcopy(backbone) if spec.train_backbone else backbone, spec, 32)
+    model.train()
+    return model, adamw(parameter_groups(model, 1e-3, 1e-2, 0.1), fused=fused)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--scales", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", default=["bf16-mixed", "32-true"])
+    parser.add_argument("--markdown", default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from msft_forecast.backbones.moirai import MoiraiConfig, MoiraiModule
+    from msft_forecast.benchmarks.lsf import environment
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    backbone = MoiraiModule(MoiraiConfig.small()).requires_grad_(False)
+    models = {
+        "lora": build("lora", backbone, 1, fused=True),
+        "msft": build("msft", backbone, args.scales, fused=True),
+        "msft (unfused AdamW)": build("msft", backbone, args.scales, fused=False),
+    }
+    t = torch.arange(args.context + 96, dtype=torch.float32)
+    y = torch.sin(2 * torch.pi * t / 24) + 0.1 * torch.randn(args.batch, args.context + 96)
+    ctx, hor = y[:, : args.context], y[:, args.context :]
+    batch = (
+        ctx,
+        torch.ones_like(ctx, dtype=torch.bool),
+        hor,
+        torch.ones_like(hor, dtype=torch.bool),
+    )
+
+    def step(model, opt, bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.loss(*batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    env = environment()
+    lines = [
+        f"- machine: {env['cpu']} | torch {env['torch']} | threads {args.threads} | load "
+        f"{env['load']} at the start, {', '.join(f'{x:.1f}' for x in os.getloadavg())} at the "
+        f"end | commit {env['commit']}",
+        f"- Moirai-small architecture, batch {args.batch} x (context {args.context} + horizon "
+        f"96), patch 32, {args.scales} scales for msft; {args.rounds} rounds after 2 warm-up "
+        "rounds, the models alternated within each round",
+        "- command: python benchmarks/step_ratio.py " + " ".join(argv or sys.argv[1:]),
+        "",
+        "| precision | model | median step (s) | median ratio to lora |",
+        "|---|---|---|---|",
+    ]
+    for precision in args.precisions:
+        bf16 = precision == "bf16-mixed"
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for r in range(args.rounds + 2):
+            for name, (model, opt) in models.items():
+                elapsed = step(model, opt, bf16)
+                if r >= 2:
+                    times[name].append(elapsed)
+        for name in models:
+            ratios = [a / b for a, b in zip(times[name], times["lora"], strict=True)]
+            lines.append(
+                f"| {precision} | {name} | {statistics.median(times[name]):.3f} | "
+                f"{statistics.median(ratios):.2f}x |"
+            )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

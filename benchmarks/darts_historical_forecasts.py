@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-strategy", default="msft")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--markdown", default=None, help="also write the report here")
     parser.add_argument(
         "--loop-windows",
         type=int,
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     horizon = args.horizon
     origins = list(range(args.start, len(series) - horizon + 1))
     backbone, described = _backbone(args.backbone)
-    print(_header(args, described, len(origins)), flush=True)
+    report = [_header(args, described, len(origins))]
+    print(report[0], flush=True)
 
     model = MSFTModel(
         input_chunk_length=args.context,
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     tic = time.perf_counter()
     model.fit(series[: args.start])
-    print(f"fit         {time.perf_counter() - tic:.1f} s on the first {args.start} steps\n")
+    seconds = time.perf_counter() - tic
+    report.append(f"fit         {seconds:.1f} s on the first {args.start} steps\n")
+    print(report[-1])
 
     model.predict(horizon, series=series[: args.start])  # warm-up (lazy imports, caches)
     tic = time.perf_counter()
@@ -224,17 +228,25 @@ def main(argv: list[str] | None = None) -> None:
         ("predict loop", t_loop * scale, note, f"{diff(loop):.2e}"),
         ("darts loop (no optimization)", t_generic * scale, note, f"{diff(generic):.2e}"),
     ]
-    print(
+    report.append(
         f"{'method':<30} {'windows':>8} {'seconds':>9} {'ms/window':>10} {'speed-up':>9}"
         f"  {'max |diff|':>10}"
     )
     for name, seconds, extra, d in rows:
-        print(
+        report.append(
             f"{name:<30} {len(origins):>8} {seconds:>9.2f} {1000 * seconds / len(origins):>10.2f}"
             f" {seconds / t_fast:>8.1f}x  {d:>10}{extra}"
         )
     level = float(np.abs(fast[0].values()).mean())
-    print(f"\nforecast values are about {level:.3g}; differences come from float32 batching.")
+    report.append(
+        f"\nforecast values are about {level:.3g}; differences come from float32 batching."
+    )
+    print("\n".join(report[2:]))
+    if args.markdown:
+        given = " ".join(argv or sys.argv[1:])
+        command = f"python benchmarks/darts_historical_forecasts.py {given}"
+        text = "```\n" + "\n".join(report) + f"\ncommand     {command}\n```\n"
+        Path(args.markdown).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,16 @@ Sections:
 ``thread_policy``
     fit time on an idle machine and next to one busy process, by OpenMP wait policy and torch
     threads (``benchmarks/thread_policy.py``), spliced into ``docs/faq.md``.
+``step_ratio``
+    the MSFT step against a LoRA step and fused against unfused AdamW, paired in one process
+    (``benchmarks/step_ratio.py``).
+``import_time``
+    import time of the front ends against sktime's and Darts' own imports, paired
+    (``benchmarks/import_time.py``).
+``historical_forecasts``
+    Darts ``historical_forecasts(retrain=False)`` against a loop of ``predict`` on the 144-point
+    airline series (85 windows) and a 3,000-point series (2,849 windows)
+    (``benchmarks/darts_historical_forecasts.py``).
 ``bundled_backbone``
     the bundled backbone against the previous one (``moirai-tiny-v1``), zero-shot: on the
     validation splits and held-out synthetic series (what it was chosen on), then on the test
@@ -116,6 +126,9 @@ SECTIONS = (
     "training_cost",
     "inference",
     "thread_policy",
+    "step_ratio",
+    "import_time",
+    "historical_forecasts",
     "bundled_backbone",
     "reported",
 )
@@ -529,6 +542,26 @@ def run_section(
             subprocess.run(cmd, check=True, cwd=REPO)
             parts.append(part.read_text(encoding="utf-8"))
         md.write_text("\n".join(parts), encoding="utf-8")
+    elif section == "historical_forecasts":
+        script = REPO / "benchmarks" / "darts_historical_forecasts.py"
+        cases = [["--data", "airline"], ["--data", "sine3000", "--loop-windows", "300"]]
+        if smoke:
+            cases = [["--data", "airline", "--max-steps", "1", "--loop-windows", "3"]]
+        parts = []
+        for i, case in enumerate(cases):
+            part = md.with_name(f"{section}.part{i}.md")
+            cmd = [sys.executable, str(script), *case, "--threads", "1", "--markdown", str(part)]
+            subprocess.run(cmd, check=True, cwd=REPO)
+            parts.append(part.read_text(encoding="utf-8"))
+        md.write_text("\n".join(parts), encoding="utf-8")
+    elif section in ("step_ratio", "import_time"):
+        args = {"step_ratio": ["--rounds", "15"], "import_time": ["--rounds", "7"]}[section]
+        if smoke:
+            args = {"step_ratio": ["--rounds", "1", "--batch", "1", "--context", "64",
+                                   "--precisions", "32-true"],
+                    "import_time": ["--rounds", "1", "--quick"]}[section]  # fmt: skip
+        cmd = [sys.executable, str(REPO / "benchmarks" / f"{section}.py"), *args]
+        subprocess.run([*cmd, "--markdown", str(md)], check=True, cwd=REPO)
     elif section == "thread_policy":
         args = ["--steps", "1", "--repeats", "1", "--policies", "PASSIVE"] if smoke else []
         cmd = [sys.executable, str(REPO / "benchmarks" / "thread_policy.py"), *args]

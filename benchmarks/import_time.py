@@ -20,8 +20,12 @@ import sys
 STATEMENTS = [
     ("sktime BaseForecaster", "from sktime.forecasting.base import BaseForecaster", None),
     ("MSFTForecaster", "from msft_forecast import MSFTForecaster", "sktime BaseForecaster"),
-    ("darts TimeSeries", "from darts import TimeSeries", None),
-    ("MSFTModel", "from msft_forecast import MSFTModel", "darts TimeSeries"),
+    (
+        "darts GlobalForecastingModel",
+        "from darts.models.forecasting.forecasting_model import GlobalForecastingModel",
+        None,
+    ),
+    ("MSFTModel", "from msft_forecast import MSFTModel", "darts GlobalForecastingModel"),
     ("import msft_forecast", "import msft_forecast", None),
     ("msft_forecast.engine", "import msft_forecast.engine", None),
     ("lightning (loaded at the first fit)", "import lightning", None),

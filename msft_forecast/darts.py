@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,9 +42,11 @@ from msft_forecast.data.darts_series import (
     series_values,
     write_model_folder,
 )
-from msft_forecast.engine import MSFTEngine
 from msft_forecast.errors import NotFittedError
 from msft_forecast.settings import MSFTSettings
+
+if TYPE_CHECKING:  # torch loads with the engine, at the first fit, not at import
+    from msft_forecast.engine import MSFTEngine
 
 __all__ = ["MSFTModel"]
 
@@ -337,6 +339,8 @@ val_future_covariates, val_sample_weight
         MSFTModel
             The fitted model (``self``).
         """
+        from msft_forecast.engine import MSFTEngine
+
         unsupported = (past_covariates, future_covariates, sample_weight, val_past_covariates,
                        val_future_covariates, val_sample_weight)  # fmt: skip
         names = ("past_covariates", "future_covariates", "sample_weight", "val_past_covariates",

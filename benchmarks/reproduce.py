@@ -77,6 +77,10 @@ Sections:
     Darts ``historical_forecasts(retrain=False)`` against a loop of ``predict`` on the 144-point
     airline series (85 windows) and a 3,000-point series (2,849 windows)
     (``benchmarks/darts_historical_forecasts.py``).
+``backbone_speed``
+    the native Moirai-small backbone against the uni2ts reference vendored in sktime: forward,
+    training step and memory, paired, and how far their outputs are apart
+    (``benchmarks/backbone_speed.py``).
 ``bundled_backbone``
     the bundled backbone against the previous one (``moirai-tiny-v1``), zero-shot: on the
     validation splits and held-out synthetic series (what it was chosen on), then on the test
@@ -129,6 +133,7 @@ SECTIONS = (
     "step_ratio",
     "import_time",
     "historical_forecasts",
+    "backbone_speed",
     "bundled_backbone",
     "reported",
 )
@@ -554,6 +559,17 @@ def run_section(
             subprocess.run(cmd, check=True, cwd=REPO)
             parts.append(part.read_text(encoding="utf-8"))
         md.write_text("\n".join(parts), encoding="utf-8")
+    elif section == "backbone_speed":
+        args = ["--reps", "1", "--warmup", "0", "--batch", "1", "--tokens", "64"] if smoke else []
+        cmd = [sys.executable, str(REPO / "benchmarks" / "backbone_speed.py"), *args]
+        out = subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True).stdout
+        lines = []
+        for ln in out.splitlines():
+            if ln.startswith("|") and lines and not lines[-1].startswith("|"):
+                lines.append("")  # a Markdown table starts after a blank line
+            lines.append(f"- {ln[2:]}" if ln.startswith("# ") else ln)
+        command = "python benchmarks/backbone_speed.py " + " ".join(args)
+        md.write_text("\n".join(lines) + f"\n\nCommand: `{command.strip()}`\n", encoding="utf-8")
     elif section in ("step_ratio", "import_time"):
         args = {"step_ratio": ["--rounds", "15"], "import_time": ["--rounds", "7"]}[section]
         if smoke:

@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> str:
     statements = [s for s in STATEMENTS if s[0].startswith(("import msft", "msft_forecast."))]
     statements = statements if args.quick else STATEMENTS
 
-    import torch
+    from msft_forecast.benchmarks.lsf import environment
 
+    env = environment()  # machine, torch, commit: the header every benchmark table carries
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {label: [] for label, _, _ in statements}
     for _ in range(args.rounds):
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> str:
             times[label].append(time_import(statement))
     load_after = os.getloadavg()
     lines = [
-        f"- {platform_line()} | torch {torch.__version__} | load {fmt(load_before)} before, "
+        f"- {env['cpu']}, {os.cpu_count()} cores | torch {env['torch']} | commit {env['commit']} "
+        f"| load {fmt(load_before)} before, "
         f"{fmt(load_after)} after | {args.rounds} rounds, each statement in a fresh interpreter, "
         f"statements alternated | command: python benchmarks/import_time.py "
         f"--rounds {args.rounds}",
@@ -88,21 +90,6 @@ def main(argv: list[str] | None = None) -> str:
 
 def fmt(load: tuple[float, float, float]) -> str:
     return ", ".join(f"{x:.1f}" for x in load)
-
-
-def platform_line() -> str:
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

@@ -25,12 +25,16 @@ import time
 def build(strategy: str, backbone, scales: int, fused: bool):
     import copy
 
+    from msft_forecast.backbones.cache import structural_copy
     from msft_forecast.msft.moirai_model import MultiScaleMoirai
     from msft_forecast.msft.strategies import resolve_strategy
     from msft_forecast.training.lightning import adamw, parameter_groups
 
     spec = resolve_strategy(strategy, num_scales=scales)
-    model = MultiScaleMoirai(copy.deepcopy(backbone) if spec.train_backbone else backbone, spec, 32)
+    # each model owns a structural copy, as in the engine: models built on one module would
+    # write their LoRA and aggregators into each other's slots
+    owned = copy.deepcopy(backbone) if spec.train_backbone else structural_copy(backbone)
+    model = MultiScaleMoirai(owned, spec, 32)
     model.train()
     return model, adamw(parameter_groups(model, 1e-3, 1e-2, 0.1), fused=fused)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -162,3 +163,47 @@ def test_predict_quantiles_are_monotone(fitted_sktime, levels) -> None:
     values = q.to_numpy()
     assert values.shape == (4, len(alpha)) and np.isfinite(values).all()
     assert np.all(np.diff(values, axis=1) >= 0)
+
+
+@st.composite
+def packed_blocks(draw):
+    """Token blocks whose sample ids (above 0) no two blocks share, with padding (id 0) and
+    several variates mixed in: the layout MSFT hands the backbone, one block per scale."""
+    sizes = draw(st.lists(st.integers(1, 7), min_size=1, max_size=4))
+    batch = draw(st.integers(1, 3))
+    ids, next_id = [], 1
+    for size in sizes:
+        own = draw(st.lists(st.integers(0, 2), min_size=batch * size, max_size=batch * size))
+        # ids 1, 2 of this block become next_id, next_id + 1: disjoint across blocks
+        ids += [[0 if i == 0 else next_id + i - 1 for i in own[b::batch]] for b in range(batch)]
+        next_id += 2
+    rows = [sum((ids[k * batch + b] for k in range(len(sizes))), []) for b in range(batch)]
+    variates = draw(st.lists(st.integers(0, 1), min_size=len(rows[0]), max_size=len(rows[0])))
+    return sizes, torch.tensor(rows), torch.tensor(variates).expand(batch, -1)
+
+
+@FAST
+@given(case=packed_blocks(), seed=st.integers(0, 2**16))
+def test_attention_block_by_block_equals_attention_over_all_tokens(case, seed) -> None:
+    """Attending scale by scale gives every real token what one masked attention over all
+    tokens gives it (padding tokens, id 0, may differ: no real token reads them)."""
+    from msft_forecast.backbones.moirai import MoiraiConfig, MoiraiModule
+
+    sizes, sample_id, variate_id = case
+    torch.manual_seed(seed)
+    module = MoiraiModule(MoiraiConfig(128, 2, (8,), 64)).eval()  # two heads
+    for p in module.parameters():  # the variate bias starts at zero: make it count
+        torch.nn.init.normal_(p, std=0.3)
+    starts = np.cumsum([0, *sizes])
+    blocks = [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    time_id = torch.arange(sample_id.shape[1]).expand_as(sample_id)
+    x = torch.randn(*sample_id.shape, 128)
+    whole = module.attention_bias(sample_id, variate_id, time_id)
+    by_block = module.attention_bias(sample_id, variate_id, time_id, blocks)
+    with torch.no_grad():
+        expected, actual = x, x
+        for layer in module.encoder.layers:
+            expected, actual = layer(expected, whole), layer(actual, by_block)
+    real = sample_id > 0
+    # float32 rounding of a different summation order; a leak across blocks is O(1)
+    torch.testing.assert_close(actual[real], expected[real], atol=1e-4, rtol=1e-4)

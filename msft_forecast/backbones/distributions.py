@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -740,13 +740,18 @@ def _component(spec: ComponentSpec, raw: Mapping[str, Tensor]) -> _Component:
     return LogNormal(p["loc"], _positive(p["scale"]))
 
 
+def map_params(raw_params: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to every tensor of raw parameters (:meth:`DistrParamProj.forward`)."""
+    if isinstance(raw_params, Mapping):
+        return {key: map_params(value, fn) for key, value in raw_params.items()}
+    if isinstance(raw_params, list | tuple):
+        return [map_params(value, fn) for value in raw_params]
+    return fn(raw_params)
+
+
 def select_rows(raw_params: Any, rows: slice | Tensor) -> Any:
     """The raw parameters (:meth:`DistrParamProj.forward`) of the batch rows ``rows``."""
-    if isinstance(raw_params, Mapping):
-        return {key: select_rows(value, rows) for key, value in raw_params.items()}
-    if isinstance(raw_params, list | tuple):
-        return [select_rows(value, rows) for value in raw_params]
-    return raw_params[rows]
+    return map_params(raw_params, lambda value: value[rows])
 
 
 def build_distribution(

@@ -8,7 +8,9 @@
   instead of an O(tokens^2) id mask;
 * the per-patch-size projections run one matrix product for the patch size in use;
 * rotary angles and the attention mask are computed once per forward and shared by all layers;
-* attention goes through ``F.scaled_dot_product_attention`` with a mask broadcast over heads;
+* attention goes through ``F.scaled_dot_product_attention`` with a mask broadcast over heads
+  (none where every token may attend every other), block by block where the caller says which
+  token ranges share no sample (MSFT's scales);
   the per-head variate bias is only materialised when some sample holds several variates (with
   one variate per sample the bias is constant over each query's keys, which softmax ignores).
 
@@ -339,35 +341,46 @@ class MultiInSizeLinear(nn.Module):
         return out
 
 
+def _cast(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if x is None else x.to(dtype)
+
+
 @dataclass
 class AttentionContext:
     """Per-forward attention inputs shared by all layers (see :meth:`MoiraiModule.attention_bias`).
 
     Attributes
     ----------
-    mask : Tensor
-        ``(B, 1, N, N)`` float, 0 where a query may attend to a key (same sample) and ``-inf``
-        elsewhere.
-    same_variate : Tensor or None
-        ``(B, 1, N, N)`` float, 1 where query and key share a variate id.  ``None`` when no
-        sample holds two variates: the binary variate bias is then constant along every
-        query's admissible keys and softmax ignores it.
+    blocks : tuple of slice
+        Token ranges attended on their own: no token attends outside its block.  One block of
+        all ``N`` tokens for a plain Moirai pass; MSFT passes one block per scale, so the
+        attention's cost is the sum of the squared scale lengths, not the square of their sum.
+    masks : tuple of (Tensor or None)
+        Per block, ``(B, 1, n, n)`` float, 0 where a query may attend to a key (same sample)
+        and ``-inf`` elsewhere; ``None`` where every token of the block may attend to every
+        other (attention then runs without a mask).
+    same_variate : tuple of (Tensor or None)
+        Per block, ``(B, 1, n, n)`` float, 1 where query and key share a variate id.  ``None``
+        when no sample of the block holds two variates: the binary variate bias is then
+        constant along every query's admissible keys and softmax ignores it.
     rotary : Tensor
         ``(B, N, 1, rotary_dim // 2)`` complex64, ``exp(i * time_id * theta)`` per token.
     """
 
-    mask: Tensor
-    same_variate: Tensor | None
+    blocks: tuple[slice, ...]
+    masks: tuple[Tensor | None, ...]
+    same_variate: tuple[Tensor | None, ...]
     rotary: Tensor
     _cast: dict[Any, Any] = field(default_factory=dict, repr=False)
 
-    def mask_for(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-        """``(mask, same_variate)`` in ``dtype`` (cached: bf16 attention needs a bf16 mask)."""
-        if dtype == self.mask.dtype:
-            return self.mask, self.same_variate
+    def masks_for(self, dtype: torch.dtype) -> list[tuple[Tensor | None, Tensor | None]]:
+        """``(mask, same_variate)`` of every block in ``dtype`` (cached: bf16 attention needs a
+        bf16 mask)."""
         if dtype not in self._cast:
-            same = self.same_variate.to(dtype) if self.same_variate is not None else None
-            self._cast[dtype] = (self.mask.to(dtype), same)
+            self._cast[dtype] = [
+                (_cast(mask, dtype), _cast(same, dtype))
+                for mask, same in zip(self.masks, self.same_variate, strict=True)
+            ]
         return self._cast[dtype]
 
     def rotate(self, x: Tensor) -> Tensor:
@@ -428,19 +441,23 @@ class MoiraiAttention(nn.Module):
         v = apply_delta(self.lora, "v", x, self.v_proj(x), scale_ctx)
         q = ctx.rotate(self.q_norm(q.view(heads)))
         k = ctx.rotate(self.k_norm(k.view(heads)))
-        v = v.view(heads)
         dtype = v.dtype
-        mask, same = ctx.mask_for(dtype)
-        if same is not None:
-            mask = self.var_attn_bias(mask, same)
-        out = F.scaled_dot_product_attention(
-            q.to(dtype).transpose(1, 2),
-            k.to(dtype).transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=mask,
-            dropout_p=self.attn_dropout_p if self.training else 0.0,
-            scale=self.softmax_scale,
-        )
+        q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v.view(heads)))
+        outs = []
+        for sl, (mask, same) in zip(ctx.blocks, ctx.masks_for(dtype), strict=True):
+            if same is not None:
+                mask = self.var_attn_bias(torch.zeros_like(same) if mask is None else mask, same)
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q[:, :, sl],
+                    k[:, :, sl],
+                    v[:, :, sl],
+                    attn_mask=mask,
+                    dropout_p=self.attn_dropout_p if self.training else 0.0,
+                    scale=self.softmax_scale,
+                )
+            )
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
         out = out.transpose(1, 2).reshape(b, n, -1)
         return apply_delta(self.lora, "out", out, self.out_proj(out), scale_ctx)
 
@@ -605,9 +622,13 @@ class MoiraiModule(nn.Module):
         return torch.where(prediction_mask.bool().unsqueeze(-1), self.mask_encoding.weight, reprs)
 
     def attention_bias(
-        self, sample_id: Tensor, variate_id: Tensor, time_id: Tensor
+        self,
+        sample_id: Tensor,
+        variate_id: Tensor,
+        time_id: Tensor,
+        blocks: Sequence[slice] | None = None,
     ) -> AttentionContext:
-        """Mask, variate-bias indicator and rotary factors, computed once for all layers.
+        """Masks, variate-bias indicators and rotary factors, computed once for all layers.
 
         Parameters
         ----------
@@ -617,27 +638,38 @@ class MoiraiModule(nn.Module):
             ``(B, N)``; drives the per-head binary bias.
         time_id : Tensor
             ``(B, N)`` non-negative positions for the rotary embedding.
+        blocks : sequence of slice, optional
+            Token ranges that share no sample id with each other (then attention runs block
+            by block, with the same result as over all tokens); default one block of all.
 
         Returns
         -------
         AttentionContext
         """
-        allowed = (sample_id.unsqueeze(-1) == sample_id.unsqueeze(-2)).unsqueeze(1)
-        mask = torch.zeros(allowed.shape, device=sample_id.device).masked_fill(~allowed, -math.inf)
-        same_variate = None
-        if bool((variate_id != variate_id[..., :1]).any()):
-            same = (variate_id.unsqueeze(-1) == variate_id.unsqueeze(-2)).unsqueeze(1)
-            if bool((allowed & ~same).any()):  # some sample mixes variates
-                same_variate = same.float()
+        blocks = tuple(blocks) if blocks is not None else (slice(0, sample_id.shape[1]),)
+        masks, sames = [], []
+        for sl in blocks:
+            sid, vid = sample_id[:, sl], variate_id[:, sl]
+            allowed = (sid.unsqueeze(-1) == sid.unsqueeze(-2)).unsqueeze(1)
+            mask = None
+            if not bool(allowed.all()):
+                mask = torch.zeros(allowed.shape, device=sid.device)
+                mask = mask.masked_fill(~allowed, -math.inf)
+            same_variate = None
+            if bool((vid != vid[..., :1]).any()):
+                same = (vid.unsqueeze(-1) == vid.unsqueeze(-2)).unsqueeze(1)
+                if bool((allowed & ~same).any()):  # some sample mixes variates
+                    same_variate = same.float()
+            masks.append(mask)
+            sames.append(same_variate)
         width = self.config.rotary_dim
         theta = 1.0 / torch.pow(
             ROTARY_BASE,
             torch.arange(0, width, 2, dtype=torch.float32, device=time_id.device) / width,
         )
         angle = (time_id.float().unsqueeze(-1) * theta).unsqueeze(-2)
-        return AttentionContext(
-            mask, same_variate, torch.complex(torch.cos(angle), torch.sin(angle))
-        )
+        rotary = torch.complex(torch.cos(angle), torch.sin(angle))
+        return AttentionContext(blocks, tuple(masks), tuple(sames), rotary)
 
     def distribution(
         self, reprs: Tensor, patch_size: Tensor | int, loc: Tensor, scale: Tensor

@@ -3,8 +3,10 @@
 Tokens of every scale are packed into one sequence (:mod:`msft_forecast.msft.layout`).  Each
 scale gets its own group id, which the backbone uses as its packing ``sample_id``: attention then
 stays inside a scale (in-scale attention) and the scaler normalises every scale on its own
-(docs/strategies.md, "MSFT in one picture"), both without any change to the backbone.
-Tokens that hold nothing but padding before a series' start get group 0, as in zero-shot Moirai.
+(docs/strategies.md, "MSFT in one picture"), both without any change to the backbone; attention
+runs scale by scale (one block per scale), which computes the same for a fraction of the cost.
+Tokens that hold nothing but padding before a series' start get group 0, as in zero-shot Moirai;
+padding tokens of one scale then attend only among themselves, and no real token reads them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from msft_forecast.backbones.distributions import build_distribution, select_rows
+from msft_forecast.backbones.distributions import build_distribution, map_params, select_rows
 from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
 from msft_forecast.msft.base import ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
@@ -274,7 +276,10 @@ class MultiScaleMoirai(MultiScaleModel):
         x = bb.embed(scaled, tok.patch_size, tok.prediction_mask)
         if self.adapters is not None:
             x = self.adapters(x, tok.ctx)
-        bias = bb.attention_bias(tok.sample_id, tok.variate_id, tok.time_id)
+        # one attention block per scale: scales share no group id, so attending scale by scale
+        # gives the same outputs for a fraction of the scores
+        blocks = [span.tokens for span in tok.ctx.spans]
+        bias = bb.attention_bias(tok.sample_id, tok.variate_id, tok.time_id, blocks)
         for layer in bb.encoder.layers:
             x = layer(x, bias, scale_ctx=tok.ctx)
         return bb.encoder.norm(x), loc, scale
@@ -290,11 +295,17 @@ class MultiScaleMoirai(MultiScaleModel):
         """Each scale's raw distribution parameters over its horizon tokens, with the
         standardisation to undo: the output head runs once per batch."""
         reprs, loc, scale = encoded
-        project = self.backbone.param_proj
-        out = []
-        for span in layout.spans:
-            sl = span.horizon_tokens
-            out.append((project(reprs[:, sl], tok.patch_size[:, sl]), loc[:, sl], scale[:, sl]))
+        spans = layout.spans
+        # one projection over every scale's horizon tokens: per scale, each call would zero-fill
+        # a full-size gradient of every head weight it indexes
+        horizon = torch.cat([reprs[:, s.horizon_tokens] for s in spans], dim=1)
+        raw = self.backbone.param_proj(horizon, self.patch_size)
+        out, start = [], 0
+        for span in spans:
+            part = slice(start, start + span.num_horizon)
+            start = part.stop
+            token_params = map_params(raw, lambda value, part=part: value[:, part])
+            out.append((token_params, loc[:, span.horizon_tokens], scale[:, span.horizon_tokens]))
         return out
 
     def _build(self, head: list, rows=slice(None)) -> list:

@@ -125,6 +125,10 @@ default="validation"
         Sample paths behind quantiles, intervals, variances and ``predict_proba``.
     random_state : int or None, default=None
         Seed of training and sampling; the same value gives the same forecasts (on CPU).
+        None draws a fresh seed per fit, on every front end: the command line too (it prints
+        the seed it drew, so ``--seed`` repeats a run). Not a fixed default seed, because one
+        seed's result is one draw: the seed-to-seed spread of a fine-tune is part of its
+        result (docs/benchmarks.md reports it), and sklearn, sktime and Darts default to None.
     accelerator : str, default="cpu"
         Lightning accelerator for training (``"cpu"``, ``"gpu"``, ``"auto"``, ...).
     devices : int, str or list of int, default=1

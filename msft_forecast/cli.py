@@ -199,9 +199,11 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         random_state=seed,
         num_samples=args.num_samples,
-        verbose=sys.stderr.isatty() if args.verbose is None else args.verbose,
+        verbose=not args.quiet,
     )
     engine.fit(series, freq=freq)
+    if not args.quiet:
+        print(f"msft-forecast: {engine.report_.summary()}", file=sys.stderr)
     fc = engine.forecast(series, args.horizon, seed=seed)
     qs = fc.quantiles(quantiles)
     future = pd.date_range(frame.index[-1], periods=args.horizon + 1, freq=freq)[1:]
@@ -360,12 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
         "scale's forecast with its weight",
     )
     f.add_argument(
-        "--verbose",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="training progress bar and Lightning's logs on stderr (default: on when stderr is "
-        "a terminal)",
+        "--quiet",
+        "--no-verbose",
+        action="store_true",
+        help="no training progress on stderr (default: a progress bar when stderr is a "
+        "terminal, else a plain line every tenth of the steps and at every validation, then "
+        "a one-line summary of the fit)",
     )
+    # the former switch; progress is now on by default, so --verbose changes nothing
+    f.add_argument("--verbose", dest="quiet", action="store_false", help=argparse.SUPPRESS)
     f.set_defaults(func=cmd_forecast)
 
     b = sub.add_parser(

@@ -299,6 +299,12 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         return text if self._engine is None else f"{text}  # fitted on {self.backbone_used}"
 
     @property
+    def fit_summary(self) -> str:
+        """What the fit did, on one line: steps, best validation loss and its step, patch size,
+        horizon, context, seconds (also logged at INFO by the ``msft_forecast`` logger)."""
+        return self.engine.report_.summary()
+
+    @property
     def engine(self) -> MSFTEngine:
         """The fitted :class:`~msft_forecast.engine.MSFTEngine`."""
         if self._engine is None:
@@ -329,7 +335,8 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
             its steps after the training series' end are the validation targets (see Notes of
             the class). Overrides the ``validation`` parameter.
         verbose : bool, optional
-            Show Lightning's progress bar and model summary.
+            Show training progress (default: ``pl_trainer_kwargs["enable_progress_bar"]``,
+            itself True by default: a bar in terminals and notebooks, plain lines in logs).
         past_covariates, future_covariates, sample_weight, val_past_covariates, \
 val_future_covariates, val_sample_weight
             Not supported; must be ``None``.

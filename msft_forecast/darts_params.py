@@ -46,7 +46,7 @@ def settings_from_params(params: dict[str, Any], icl: int, ocl: int | None) -> M
         for f in fields(MSFTSettings)
         if f.name not in _RENAMED and f.name in params
     }
-    verbose = bool(trainer.pop("enable_progress_bar", False))
+    verbose = bool(trainer.pop("enable_progress_bar", MSFTSettings.verbose))
     values.update(trainer)
     values.update(
         context_length=icl,

@@ -239,11 +239,12 @@ class MSFTEngine:
             concurrent_fit_guard(),
             torch_threads(s.num_threads),
             torch.random.fork_rng(devices=devices),
-            quiet_lightning(s.verbose),
+            quiet_lightning(),
         ):
             torch.manual_seed(seed)
             model, report = self._fit(series, freq, seed, start_from, steps, lengths)
         self.model_, self.report_ = model, report
+        logger.info(report.summary())  # also the front ends' fit_summary_ / fit_summary
         self.backbone_source_ = self._source_record()
         return self
 

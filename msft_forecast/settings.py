@@ -139,8 +139,12 @@ default="validation"
     precision : str or None, default=None
         Lightning precision; None means ``"bf16-mixed"`` on the CPU (measured 1.2-1.4x faster
         per step with the same accuracy) and ``"32-true"`` on accelerators.
-    verbose : bool, default=False
-        Show Lightning's progress bar and messages.
+    verbose : bool, default=True
+        Show training progress on stderr: Lightning's progress bar where a person watches (a
+        terminal, a Jupyter notebook), else a plain line at the start, every tenth of the
+        step budget and every validation (logs, pipes); False silences it. Lightning's own
+        banners and model summary are never shown. Every fit also logs a one-line summary at
+        INFO (logger ``"msft_forecast"``; ``MSFTEngine.report_.summary()``).
     checkpoint_dir : str or None, default=None
         Folder where fine-tuning writes ``last.ckpt`` (trainable tensors, optimiser, loop and
         callback state) at every validation; None writes nothing. Use one folder per run.
@@ -198,7 +202,7 @@ default="validation"
     devices: int | str | list[int] = 1
     strategy: str = "auto"
     precision: str | None = None
-    verbose: bool = False
+    verbose: bool = True
     checkpoint_dir: str | None = None
     resume: bool = False
     num_threads: int | None = None

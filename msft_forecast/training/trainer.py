@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +75,7 @@ def fine_tune(
         TrainingHistory,
         WindowDataModule,
     )
+    from msft_forecast.training.progress import progress_display
 
     s = settings
     module = FineTuneModule(model, s.resolved_learning_rate(), s.scale_weight_lr, s.weight_decay)
@@ -90,6 +90,9 @@ def fine_tune(
                 EarlyStopping("val_loss", patience=int(s.early_stopping_patience), mode="min")
             )
     kwargs = _trainer_kwargs(s, max_steps)
+    val_every = interval if split.validation is not None else None
+    kwargs["enable_progress_bar"], shown = progress_display(bool(s.verbose), max_steps, val_every)
+    callbacks.extend(shown)
     resume_from = None
     if s.checkpoint_dir is not None:
         callbacks.append(_checkpoint_callback(s.checkpoint_dir))
@@ -132,13 +135,13 @@ def _trainer_kwargs(s: MSFTSettings, max_steps: int) -> dict[str, Any]:
         gradient_clip_val=s.gradient_clip,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=bool(s.verbose),
-        enable_model_summary=bool(s.verbose),
+        enable_progress_bar=False,  # fine_tune decides (training/progress.py)
+        # a table of every module at every fit is noise; the fit summary counts parameters
+        enable_model_summary=False,
         num_sanity_val_steps=0,
         # cached layout tensors built during validation are reused in training steps
         inference_mode=False,
         use_distributed_sampler=False,
-        default_root_dir=os.path.join(os.getcwd(), "lightning_logs") if s.verbose else None,
     )
     if s.max_time is not None:
         from datetime import timedelta
@@ -148,21 +151,21 @@ def _trainer_kwargs(s: MSFTSettings, max_steps: int) -> dict[str, Any]:
 
 
 @contextmanager
-def quiet_lightning(verbose: bool):
-    """Silence Lightning's banner lines ("GPU available: ...") unless verbose."""
+def quiet_lightning():
+    """Silence Lightning's banner lines ("GPU available: ...") and its warnings about its own
+    set-up (few data-loader workers, ...): the package chose that set-up. The setting
+    ``verbose`` (progress, on by default) does not bring them back: every fit would print them."""
     import lightning  # noqa: F401  (importing it sets its loggers' levels; do that first)
 
     names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning"]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
-    if not verbose:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            if not verbose:
-                warnings.filterwarnings("ignore", module="lightning")
-                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", module="lightning")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -259,6 +262,6 @@ def check_devices(settings: MSFTSettings) -> None:
     from msft_forecast.validation import check_accelerator
 
     s = settings
-    with quiet_lightning(s.verbose):
+    with quiet_lightning():
         precision = s.precision or default_precision(s.accelerator)
         check_accelerator(s.accelerator, s.devices, s.strategy, precision)

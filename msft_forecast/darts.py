@@ -118,8 +118,9 @@ class MSFTModel(GlobalForecastingModel):
     max_steps : int, default 200
         Optimisation steps of ``fit`` (0: no training).
     n_epochs : int, optional
-        Also stop after this many passes over the training windows (the engine's
-        ``max_epochs``).
+        Also stop after this many epochs (the engine's ``max_epochs``). An epoch is
+        ``val_check_interval`` steps of windows drawn with replacement, ending with a
+        validation, not one pass over the windows.
     validation : float, int or None, default 0.1
         Used when ``fit`` gets no ``val_series``: fraction (float) or number of steps (int) at
         the end of every training series held out for validation, early stopping and
@@ -622,7 +623,7 @@ val_future_covariates, val_sample_weight
         """
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)} (nothing is pickled).")
-        params = saveable_params(self.model_params, self._quantiles)
+        params = saveable_params(self.model_params, self._quantiles, self._settings)
         if clean:
             params["pl_trainer_kwargs"] = None
         series = None if clean else self.training_series

@@ -256,11 +256,17 @@ def trainer_extras(params: dict[str, Any], folder: str | None):
     return extras
 
 
-def saveable_params(params: dict[str, Any], quantiles: Sequence[float]) -> dict[str, Any]:
+def saveable_params(
+    params: dict[str, Any], quantiles: Sequence[float], settings: MSFTSettings | None = None
+) -> dict[str, Any]:
     """``model_params`` as a save file holds them: the quantiles instead of the likelihood
     object, the scheduler's name instead of its class, no optimizer class (AdamW is the only
-    one), and no callbacks or loggers (live objects: pass them again to ``load``)."""
+    one), no callbacks or loggers (live objects: pass them again to ``load``), and with
+    ``save_checkpoints`` the ``model_name`` drawn at construction (``settings``), so that the
+    loaded model keeps its checkpoint folder."""
     out = dict(params)
+    if params.get("save_checkpoints") and not params.get("model_name") and settings is not None:
+        out["model_name"] = os.path.basename(os.path.dirname(str(settings.checkpoint_dir)))
     out.update(likelihood=None, quantiles=list(quantiles), optimizer_cls=None)
     out["lr_scheduler_cls"] = scheduler_name(params.get("lr_scheduler_cls"))
     trainer = {k: v for k, v in (params.get("pl_trainer_kwargs") or {}).items()

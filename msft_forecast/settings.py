@@ -109,7 +109,8 @@ default="validation"
     max_steps : int, default=200
         Optimiser steps of ``fit`` (and of ``pretrain``).
     max_epochs : int or None, default=None
-        Optional cap on passes over the training windows.
+        Optional cap on epochs. An epoch is ``val_check_interval`` steps of windows drawn
+        with replacement, ending with a validation (not one pass over the windows).
     max_time : float or None, default=None
         Optional wall-clock cap on training, in seconds.
     validation : float, int or None, default=0.1

@@ -50,12 +50,14 @@ class Recorder(Callback):
     def __init__(self) -> None:
         self.lrs: list[float] = []
         self.weight_decay: float | None = None
+        self.optimizer: type | None = None
         self.batch_sizes: list[int] = []
         self.started = False
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.started = True
         self.weight_decay = trainer.optimizers[0].param_groups[0]["weight_decay"]
+        self.optimizer = type(trainer.optimizers[0])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
@@ -100,6 +102,7 @@ def test_likelihood_sets_the_quantiles(darts_style, airline):
 def test_optimizer_kwargs_and_scheduler_reach_the_optimizer(darts_style):
     model, recorder, _ = darts_style
     assert recorder.started and recorder.weight_decay == 0.0
+    assert recorder.optimizer is torch.optim.AdamW
     assert model.engine.settings.learning_rate == 0.02
     # StepLR(step_size=1, gamma=0.5) stepped every optimiser step
     np.testing.assert_allclose(recorder.lrs[:3], [0.02, 0.01, 0.005])
@@ -243,6 +246,16 @@ def test_save_writes_one_file_that_load_reads(darts_style, airline, tmp_path):
     with pytest.raises(ValueError, match="not a model written by MSFTModel.save"):
         (tmp_path / "junk.pt").write_bytes(b"junk")
         MSFTModel.load(tmp_path / "junk.pt")
+
+
+def test_save_default_path_and_drawn_model_name(tiny_moirai_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = _model(tiny_moirai_dir, save_checkpoints=True)  # model_name drawn, as in Darts
+    folder = model._settings.checkpoint_dir
+    assert folder.startswith(str(tmp_path / "darts_logs")) and "_torch_model_run_" in folder
+    model.save()  # Darts' default: "{ClassName}_{date_time}.pt" in the working folder
+    (path,) = tmp_path.glob("MSFTModel_*.pt")
+    assert MSFTModel.load(path)._settings.checkpoint_dir == folder
 
 
 def test_folders_of_earlier_versions_still_load(darts_style, tmp_path):

@@ -3,7 +3,8 @@
 Examples
 --------
 Forecast 24 steps of every numeric column of ``sales.csv`` (time column found automatically),
-with MSFT on the bundled backbone, writing quantiles to ``forecast.csv`` and a plot::
+with MSFT on Moirai (offline: the bundled backbone, named in the output), writing quantiles to
+``forecast.csv`` and a plot::
 
     msft-forecast forecast sales.csv --horizon 24 --output forecast.csv --plot forecast.png
 
@@ -25,7 +26,9 @@ import pandas as pd
 from msft_forecast.msft.strategies import FIT_STRATEGIES
 from msft_forecast.settings import MSFTSettings
 
-_D = MSFTSettings()  # the engine's defaults: one home for every setting
+#: The engine's defaults: one home for every setting. Every option that is a setting takes its
+#: default from here (``tests/test_architecture.py`` checks), so the shell and Python agree.
+_D = MSFTSettings()
 
 EXIT_BAD_INPUT = 2
 #: Fine-tuning failed (non-finite loss).
@@ -181,6 +184,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if any(not 0 < q < 1 for q in quantiles):
         raise InputError("--quantiles must lie strictly between 0 and 1")
     series = [frame[c].to_numpy(dtype=float) for c in frame.columns]
+    # the settings' rule (random_state=None: a fresh seed) with the seed drawn here, so that
+    # the output can say which one repeats the run
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1)) if args.seed is None else args.seed
     engine = MSFTEngine(
         backbone=args.backbone,
         allow_fallback=not args.no_fallback,
@@ -191,12 +197,14 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        random_state=args.seed,
+        random_state=seed,
         num_samples=args.num_samples,
-        verbose=sys.stderr.isatty() if args.verbose is None else args.verbose,
+        verbose=not args.quiet,
     )
     engine.fit(series, freq=freq)
-    fc = engine.forecast(series, args.horizon, seed=args.seed)
+    if not args.quiet:
+        print(f"msft-forecast: {engine.report_.summary()}", file=sys.stderr)
+    fc = engine.forecast(series, args.horizon, seed=seed)
     qs = fc.quantiles(quantiles)
     future = pd.date_range(frame.index[-1], periods=args.horizon + 1, freq=freq)[1:]
     rows = []
@@ -215,6 +223,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     patch = engine.report_.patch_size
     print(f"backbone {engine.backbone_used}")
     print(f"strategy {args.strategy}, patch size {patch}, scale weights [{weights}]")
+    print(f"seed {seed}" + ("" if args.seed is not None else f" (drawn; --seed {seed} repeats)"))
     for choice in engine.report_.choices:
         print(f"chose {choice}")
     if args.plot:
@@ -277,9 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--backbone",
-        default="moirai-tiny",
-        help="short name ('moirai-tiny' bundled, offline; 'moirai', 'moirai-base', "
-        "'moment-small', ...), Hugging Face hub id or local folder (default: %(default)s)",
+        default=_D.backbone,
+        help="short name ('moirai', 'moirai-base', 'moment-small', 'moirai-tiny' bundled and "
+        "offline, ...), Hugging Face hub id or local folder (default: %(default)s; offline, "
+        "'moirai' falls back to the bundled moirai-tiny with one warning, and the output "
+        "names the checkpoint used)",
     )
     f.add_argument(
         "--no-fallback",
@@ -320,13 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--learning-rate",
         type=float,
-        default=None,
+        default=_D.learning_rate,
         help="default: the strategy's (1e-3; 1e-5 for 'full')",
     )
     f.add_argument(
         "--num-samples",
         type=int,
-        default=200,
+        default=_D.num_samples,
         help="sample paths the quantiles come from (default: %(default)s)",
     )
     f.add_argument(
@@ -337,7 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantile levels written as columns q<level> (default: 0.1 0.5 0.9)",
     )
     f.add_argument(
-        "--seed", type=int, default=0, help="seed of training and sampling (default: %(default)s)"
+        "--seed",
+        type=int,
+        default=_D.random_state,
+        help="seed of training and sampling (default: a fresh seed per run, printed with the "
+        "results so that --seed repeats the run)",
     )
     f.add_argument("--output", default=None, help="CSV to write (default: print)")
     f.add_argument(
@@ -347,12 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
         "scale's forecast with its weight",
     )
     f.add_argument(
-        "--verbose",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="training progress bar and Lightning's logs on stderr (default: on when stderr is "
-        "a terminal)",
+        "--quiet",
+        "--no-verbose",
+        action="store_true",
+        help="no training progress on stderr (default: a progress bar when stderr is a "
+        "terminal, else a plain line every tenth of the steps and at every validation, then "
+        "a one-line summary of the fit)",
     )
+    # the former switch; progress is now on by default, so --verbose changes nothing
+    f.add_argument("--verbose", dest="quiet", action="store_false", help=argparse.SUPPRESS)
     f.set_defaults(func=cmd_forecast)
 
     b = sub.add_parser(

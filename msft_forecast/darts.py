@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,19 +27,25 @@ from msft_forecast.darts_compat import (
     optimizable_historical_forecasts,
 )
 from msft_forecast.darts_params import (
+    DEFAULT_QUANTILES,
+    RESTORING,
     parse_input_chunk_length,
-    parse_quantiles,
+    refuse_unused,
+    resolve_quantiles,
+    saveable_params,
     settings_from_params,
+    trainer_extras,
 )
 from msft_forecast.data.darts_series import (
     append_validation,
     as_series_list,
     channels,
+    forecast_blocks,
     forecast_windows,
     historical_series,
-    read_model_folder,
+    read_model,
     series_values,
-    write_model_folder,
+    write_model,
 )
 from msft_forecast.errors import NotFittedError
 from msft_forecast.settings import MSFTSettings
@@ -107,13 +112,15 @@ class MSFTModel(GlobalForecastingModel):
     quantiles : sequence of float, default (0.1, 0.2, ..., 0.9)
         Quantile levels returned with ``predict_likelihood_parameters=True``, estimated from
         ``num_samples`` sample paths; components are named ``"{component}_q0.100"``, ...
+        ``likelihood=QuantileRegression(quantiles=[...])`` sets them the Darts way.
     batch_size : int, default 32
         Training windows per optimisation step.
     max_steps : int, default 200
         Optimisation steps of ``fit`` (0: no training).
     n_epochs : int, optional
-        Also stop after this many passes over the training windows (the engine's
-        ``max_epochs``).
+        Also stop after this many epochs (the engine's ``max_epochs``). An epoch is
+        ``val_check_interval`` steps of windows drawn with replacement, ending with a
+        validation, not one pass over the windows.
     validation : float, int or None, default 0.1
         Used when ``fit`` gets no ``val_series``: fraction (float) or number of steps (int) at
         the end of every training series held out for validation, early stopping and
@@ -123,8 +130,37 @@ class MSFTModel(GlobalForecastingModel):
         forecasts; ``predict(random_state=...)`` overrides it for sampling).
     pl_trainer_kwargs : dict, optional
         ``accelerator``, ``devices``, ``strategy`` and ``precision`` are passed to the engine's
-        Lightning ``Trainer``; ``enable_progress_bar`` sets its verbosity. The engine builds the
-        rest of the trainer itself, so other keys are rejected.
+        Lightning ``Trainer``; ``enable_progress_bar`` sets its verbosity (default True);
+        ``callbacks`` (added to the engine's own: a ``ProgressBar`` replaces its progress
+        display) and ``logger`` go to every fit's ``Trainer`` and are never saved (live
+        objects: pass them again to ``load``). The engine builds the rest of the trainer
+        itself, so other keys are refused with the parameter to use instead
+        (``max_epochs`` -> ``n_epochs``, ``gradient_clip_val`` -> ``gradient_clip``, ...).
+    likelihood : QuantileRegression, optional
+        Darts' way to set ``quantiles``. The predictive distribution is the backbone's own
+        (Moirai's mixture, MOMENT's residuals), so any other likelihood is refused.
+    optimizer_cls : type, optional
+        ``torch.optim.AdamW`` or None (the same): the optimiser is AdamW; others are refused.
+    optimizer_kwargs : dict, optional
+        ``{"lr": ..., "weight_decay": ...}``: the ``learning_rate`` and ``weight_decay``
+        settings (other keys are refused).
+    lr_scheduler_cls : type or str, optional
+        A ``torch.optim.lr_scheduler`` class (``StepLR``, ``ExponentialLR``,
+        ``CosineAnnealingLR``, ``OneCycleLR``, ``ReduceLROnPlateau``, ...; not the ones that
+        take functions) applied to every parameter group through Lightning.
+    lr_scheduler_kwargs : dict, optional
+        Its arguments, plus Lightning's ``interval`` (default ``"epoch"``: here an epoch is
+        ``val_check_interval`` steps, ending with a validation), ``frequency``, ``monitor``
+        (default ``"val_loss"``), as in Darts.
+    model_name, work_dir, save_checkpoints, force_reset
+        As in Darts: ``save_checkpoints=True`` writes ``last.ckpt`` into
+        ``{work_dir}/{model_name}/checkpoints`` (``work_dir`` default ``./darts_logs``,
+        ``model_name`` default date, time and process id) during ``fit`` (the engine's
+        ``checkpoint_dir``); a folder that already holds checkpoints is refused unless
+        ``force_reset=True`` (empties it) or ``resume=True`` (continues from it). A
+        ``logger`` without a folder of its own writes under ``{work_dir}/{model_name}``.
+    add_encoders : dict, optional
+        Refused: encoders produce covariates, which this model does not read yet.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, learning_rate, \
 scale_weight_lr, scale_weight_prior, weight_decay, max_time, val_check_interval, \
@@ -149,8 +185,12 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
       (Darts' usual ``val_series = series[-(n_val + input_chunk_length):]`` does); with
       several series, every validation tail is cut to the shortest one.
     * Covariates and sample weights are not supported (``supports_*_covariates`` is False).
-    * ``save(path)`` writes a folder (JSON + safetensors, no pickle) and ``MSFTModel.load``
-      reads it back; ``pickle`` of a fitted model keeps only the trainable tensors.
+    * ``save("model.pt")`` writes one file, a zip archive of JSON and safetensors files (no
+      pickle), and ``MSFTModel.load`` reads it back (and folders written by earlier
+      versions); ``pickle`` of a fitted model keeps only the trainable tensors (callbacks and
+      loggers in ``pl_trainer_kwargs`` are pickled as they are).
+    * ``predict(batch_size=...)`` sets the contexts per model call; ``n_jobs`` is accepted
+      and changes nothing (forecasts run batched on the model's torch threads).
     * With ``num_samples > 1``, ``historical_forecasts`` draws its samples from the same
       distributions as a loop of ``predict`` calls, but not from the same random stream.
 
@@ -182,7 +222,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         backbone: str = _D.backbone,
         fit_strategy: str = _D.fit_strategy,
         num_scales: int = _D.num_scales,
-        quantiles: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
         batch_size: int = _D.batch_size,
         max_steps: int = _D.max_steps,
         n_epochs: int | None = _D.max_epochs,
@@ -214,12 +254,24 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         checkpoint_dir: str | None = _D.checkpoint_dir,
         resume: bool = _D.resume,
         num_threads: int | None = _D.num_threads,
+        likelihood: Any = None,
+        optimizer_cls: type | None = None,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_scheduler_cls: type | str | None = None,
+        lr_scheduler_kwargs: dict[str, Any] | None = None,
+        model_name: str | None = None,
+        work_dir: str | None = None,
+        save_checkpoints: bool = False,
+        force_reset: bool = False,
+        add_encoders: dict | None = None,
     ) -> None:
-        super().__init__(add_encoders=None)
+        super().__init__(add_encoders=None)  # refused by settings_from_params when given
         self._min_icl, self._icl = parse_input_chunk_length(input_chunk_length)
         self._ocl = None if output_chunk_length is None else int(output_chunk_length)
-        self._quantiles = parse_quantiles(quantiles)
+        self._quantiles = resolve_quantiles(self.model_params)
         self._settings = settings_from_params(self.model_params, self._icl, self._ocl)
+        # model_params holds deep copies: callbacks and loggers must be the caller's own objects
+        self._pl_trainer_kwargs = pl_trainer_kwargs
         self._engine: MSFTEngine | None = None
 
     # ------------------------------------------------------------------------ darts contract
@@ -299,6 +351,12 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         return text if self._engine is None else f"{text}  # fitted on {self.backbone_used}"
 
     @property
+    def fit_summary(self) -> str:
+        """What the fit did, on one line: steps, best validation loss and its step, patch size,
+        horizon, context, seconds (also logged at INFO by the ``msft_forecast`` logger)."""
+        return self.engine.report_.summary()
+
+    @property
     def engine(self) -> MSFTEngine:
         """The fitted :class:`~msft_forecast.engine.MSFTEngine`."""
         if self._engine is None:
@@ -329,7 +387,8 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
             its steps after the training series' end are the validation targets (see Notes of
             the class). Overrides the ``validation`` parameter.
         verbose : bool, optional
-            Show Lightning's progress bar and model summary.
+            Show training progress (default: ``pl_trainer_kwargs["enable_progress_bar"]``,
+            itself True by default: a bar in terminals and notebooks, plain lines in logs).
         past_covariates, future_covariates, sample_weight, val_past_covariates, \
 val_future_covariates, val_sample_weight
             Not supported; must be ``None``.
@@ -341,13 +400,10 @@ val_future_covariates, val_sample_weight
         """
         from msft_forecast.engine import MSFTEngine
 
-        unsupported = (past_covariates, future_covariates, sample_weight, val_past_covariates,
-                       val_future_covariates, val_sample_weight)  # fmt: skip
-        names = ("past_covariates", "future_covariates", "sample_weight", "val_past_covariates",
-                 "val_future_covariates", "val_sample_weight")  # fmt: skip
-        given = [name for name, value in zip(names, unsupported, strict=True) if value is not None]
-        if given:
-            raise ValueError(f"MSFTModel does not use covariates or sample weights; got {given}.")
+        refuse_unused(past_covariates=past_covariates, future_covariates=future_covariates,
+                      sample_weight=sample_weight, val_past_covariates=val_past_covariates,
+                      val_future_covariates=val_future_covariates,
+                      val_sample_weight=val_sample_weight)  # fmt: skip
         train = as_series_list(series, "series")
         arrays = [col for s in train for col in channels(series_values(s))]
         settings = self._settings
@@ -366,7 +422,9 @@ val_future_covariates, val_sample_weight
         # a failed (re)fit leaves the model unfitted, never half-fitted or holding the old
         # engine next to the new settings and series
         self._engine, self._fit_called, self.training_series = None, False, None
-        self._engine = MSFTEngine(settings).fit(arrays, freq=freq)
+        live = {**self.model_params, "pl_trainer_kwargs": self._pl_trainer_kwargs}
+        extras = trainer_extras(live, settings.checkpoint_dir)
+        self._engine = MSFTEngine(settings).fit(arrays, freq=freq, extras=extras)
         super().fit(series)
         return self
 
@@ -382,6 +440,9 @@ val_future_covariates, val_sample_weight
         predict_likelihood_parameters: bool = False,
         show_warnings: bool = True,
         random_state: int | None = None,
+        batch_size: int | None = None,
+        n_jobs: int = 1,
+        **kwargs: Any,
     ) -> TimeSeries | list[TimeSeries]:
         """Forecast ``n`` steps after the end of each series.
 
@@ -399,8 +460,17 @@ val_future_covariates, val_sample_weight
             (requires ``num_samples=1`` and ``n <= output_chunk_length``).
         random_state : int, optional
             Seed of the sample paths (default: the model's ``random_state``).
+        batch_size : int, optional
+            Contexts per model call (default 256, lowered when memory is short); the sample
+            paths do not depend on it.
+        n_jobs : int, default 1
+            Accepted for Darts compatibility: forecasts run in the engine's batches on the
+            model's torch threads (``num_threads``), so no worker processes are started.
         past_covariates, future_covariates, verbose, show_warnings
             Darts arguments; covariates must be ``None``.
+        **kwargs
+            Other Darts ``TorchForecastingModel.predict`` arguments (``trainer``,
+            ``dataloader_kwargs``, ``mc_dropout``, ...) are refused with a message.
 
         Returns
         -------
@@ -416,8 +486,8 @@ val_future_covariates, val_sample_weight
             predict_likelihood_parameters=predict_likelihood_parameters,
             show_warnings=show_warnings,
         )
-        if past_covariates is not None or future_covariates is not None:
-            raise ValueError("MSFTModel does not use covariates.")
+        refuse_unused(past_covariates=past_covariates, future_covariates=future_covariates,
+                      **kwargs)  # fmt: skip
         if series is None:
             if self.training_series is None:
                 raise ValueError(
@@ -430,7 +500,10 @@ val_future_covariates, val_sample_weight
             self._check_context(s, i)
         likelihood = predict_likelihood_parameters
         arrays = [series_values(s) for s in inputs]
-        blocks = self._forecast_blocks(arrays, int(n), num_samples, likelihood, random_state)
+        levels = self._quantiles if likelihood else None
+        blocks = forecast_blocks(
+            self.engine, arrays, self._icl, int(n), num_samples, levels, random_state, batch_size
+        )
         out = [self._to_series(b, s, likelihood) for b, s in zip(blocks, inputs, strict=True)]
         return out[0] if single else out
 
@@ -459,46 +532,6 @@ val_future_covariates, val_sample_weight
             with_hierarchy=not likelihood,
             time_index=time_index,
         )
-
-    def _forecast_blocks(
-        self,
-        blocks: Sequence[np.ndarray],
-        n: int,
-        num_samples: int,
-        likelihood: bool,
-        random_state: int | None,
-    ) -> list[np.ndarray]:
-        """Forecast ``(time, components)`` contexts: one engine call for all of them.
-
-        Returns one ``(n, components, samples)`` array per block, or with ``likelihood``
-        ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
-        """
-        if not likelihood and (
-            not isinstance(num_samples, int | np.integer)
-            or isinstance(num_samples, bool)
-            or num_samples < 1
-        ):
-            raise ValueError(
-                f"num_samples must be a positive integer (1 for the mean forecast, more for "
-                f"sample paths), got {num_samples!r}."
-            )
-        engine = self.engine
-        contexts = [b[-self._icl :, j] for b in blocks for j in range(b.shape[1])]
-        # the mean forecast comes from the distributions; no sample path is drawn for it
-        # (quantiles: from the setting's num_samples paths)
-        draws = None if likelihood else (0 if num_samples == 1 else int(num_samples))
-        seed = random_state if random_state is not None else engine.settings.random_state
-        fc = engine.forecast(contexts, n, draws, seed=seed)
-        if likelihood:
-            flat = fc.quantiles(self._quantiles)  # (rows, Q, n)
-        else:
-            flat = fc.mean[:, None, :] if draws == 0 else fc.samples  # (rows, 1 or S, n)
-        out, pos = [], 0
-        for b in blocks:
-            part = flat[pos : pos + b.shape[1]].transpose(2, 0, 1)  # (n, C, S or Q)
-            pos += b.shape[1]
-            out.append(part.reshape(n, -1, 1) if likelihood else part)
-        return out
 
     # ------------------------------------------------------------------ historical forecasts
     def _check_optimizable_historical_forecasts(self, retrain) -> bool:
@@ -549,9 +582,12 @@ val_future_covariates, val_sample_weight
         )
         origins, blocks = forecast_windows(series, bounds, stride, self._icl)
         likelihood = predict_likelihood_parameters
-        values = self._forecast_blocks(
-            blocks, forecast_horizon, num_samples, likelihood, random_state
-        )
+        batch_size = (predict_kwargs or {}).get("batch_size")  # Darts' predict argument
+        levels = self._quantiles if likelihood else None
+        values = forecast_blocks(
+            self.engine, blocks, self._icl, forecast_horizon, num_samples, levels, random_state,
+            batch_size,
+        )  # fmt: skip
 
         def to_series(v: np.ndarray, s: TimeSeries, times: pd.Index) -> TimeSeries:
             return self._to_series(v, s, likelihood, times)
@@ -562,47 +598,64 @@ val_future_covariates, val_sample_weight
 
     # ---------------------------------------------------------------------------- save, load
     def save(
-        self, path: str | os.PathLike | None = None, clean: bool = False, **kwargs: Any
+        self, path: str | os.PathLike | BinaryIO | None = None, clean: bool = False, **kwargs: Any
     ) -> None:
-        """Write the model into folder ``path`` (JSON and safetensors; nothing is pickled).
+        """Write the model to the file ``path``: a zip archive of JSON and safetensors files
+        (nothing is pickled), as Darts users expect from ``model.save("model.pt")``.
 
         Parameters
         ----------
-        path : str or path-like, optional
-            Folder to write (created if needed). Default ``"MSFTModel_{date_time}"``.
+        path : str, path-like or binary file, optional
+            File to write (replaced if it exists; its folder must exist), or an open binary
+            file. Default ``"MSFTModel_{date_time}.pt"``, as Darts' torch models.
         clean : bool, default False
-            Leave out the training series (then ``predict`` needs ``series``).
+            Leave out the training series (then ``predict`` needs ``series``) and, as in
+            Darts, the ``pl_trainer_kwargs``.
 
         Notes
         -----
-        The folder holds ``darts_model.json`` (parameters and the training series' index),
+        The archive holds ``darts_model.json`` (parameters and the training series' index),
         ``engine/`` (:meth:`MSFTEngine.save`: settings and only the fine-tuned tensors; the
         frozen backbone is referenced, not copied) and ``training_series.safetensors``.
+        Callbacks and loggers (``pl_trainer_kwargs``) are live objects and are not saved: pass
+        them again with ``load(path, pl_trainer_kwargs=...)``. A likelihood is saved as its
+        quantiles, a scheduler by its name.
         """
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)} (nothing is pickled).")
-        if path is None:
-            path = self._default_save_path()
-        if not isinstance(path, str | os.PathLike):
-            raise ValueError(
-                "MSFTModel.save writes a folder: pass its path (file handles are not supported)."
-            )
+        params = saveable_params(self.model_params, self._quantiles, self._settings)
+        if clean:
+            params["pl_trainer_kwargs"] = None
         series = None if clean else self.training_series
-        write_model_folder(Path(path), self.model_params, self._engine, series)
+        write_model(path or f"{self._default_save_path()}.pt", params, self._engine, series)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, trusted: bool = False) -> MSFTModel:
+    def load(
+        cls,
+        path: str | os.PathLike | BinaryIO,
+        trusted: bool = False,
+        pl_trainer_kwargs: dict[str, Any] | None = None,
+    ) -> MSFTModel:
         """Load a model written by :meth:`save` (JSON and safetensors only: safe to load).
 
         Parameters
         ----------
-        path : str or path-like
-            The folder written by :meth:`save`.
+        path : str, path-like or binary file
+            The file written by :meth:`save`, or a folder written by earlier versions.
         trusted : bool, default False
             Accepted for Darts compatibility; nothing is unpickled either way.
+        pl_trainer_kwargs : dict, optional
+            Replaces the saved ``pl_trainer_kwargs`` (as in Darts): e.g. callbacks and a
+            logger for a later ``fit``, or another accelerator.
         """
-        params, engine, training_series = read_model_folder(Path(path))
-        model = cls(**params)
+        params, engine, training_series = read_model(path)
+        if pl_trainer_kwargs is not None:
+            params["pl_trainer_kwargs"] = pl_trainer_kwargs
+        token = RESTORING.set(True)  # its checkpoint folder, if any, is its own
+        try:
+            model = cls(**params)
+        finally:
+            RESTORING.reset(token)
         model._engine, model._fit_called = engine, engine is not None
         model.training_series = training_series
         return model

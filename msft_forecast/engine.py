@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,6 +60,9 @@ __all__ = [
     "source_label",
     "torch_threads",
 ]
+
+if TYPE_CHECKING:  # Lightning loads at the first fit
+    from msft_forecast.training.trainer import TrainerExtras
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +177,7 @@ class MSFTEngine:
         freq: str | None = None,
         warm_start: bool = False,
         max_steps: int | None = None,
+        extras: TrainerExtras | None = None,
     ) -> MSFTEngine:
         """Fine-tune on a collection of 1-D series (NaN = missing).
 
@@ -192,6 +196,10 @@ class MSFTEngine:
             pre-trained (``pretrain``) model on new series.
         max_steps : int, optional
             Step budget of this call (default the setting ``max_steps``).
+        extras : TrainerExtras, optional
+            Lightning callbacks, loggers and a learning-rate scheduler for this call
+            (:class:`~msft_forecast.training.trainer.TrainerExtras`): runtime objects, not
+            settings, so never saved nor pickled with the engine.
 
         Raises
         ------
@@ -221,6 +229,7 @@ class MSFTEngine:
         windows are cut (forecasts divide each context by its own), so fine-tuning and
         forecasts do not depend on the data's units.
         """
+        from msft_forecast.memory import check_training_memory
         from msft_forecast.training.trainer import check_devices, quiet_lightning
 
         series = as_float_series(series)
@@ -231,7 +240,11 @@ class MSFTEngine:
         self._backbone()
         start_from = self if warm_start and self.model_ is not None else None
         lengths = self._lengths(series, freq, start_from)
-        self._check_training_memory(series, freq, lengths)
+        if s.strategy_spec().trains:
+            patch = s.patch_size
+            if patch == "auto":  # the smallest candidate: the estimate is an upper bound
+                patch = self.candidate_patch_sizes(freq, lengths.context_length)[0]
+            check_training_memory(s, self._backbone().config, series, lengths, int(patch))
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         steps = int(s.max_steps if max_steps is None else max_steps)
@@ -239,11 +252,12 @@ class MSFTEngine:
             concurrent_fit_guard(),
             torch_threads(s.num_threads),
             torch.random.fork_rng(devices=devices),
-            quiet_lightning(s.verbose),
+            quiet_lightning(),
         ):
             torch.manual_seed(seed)
-            model, report = self._fit(series, freq, seed, start_from, steps, lengths)
+            model, report = self._fit(series, freq, seed, start_from, steps, lengths, extras)
         self.model_, self.report_ = model, report
+        logger.info(report.summary())  # also the front ends' fit_summary_ / fit_summary
         self.backbone_source_ = self._source_record()
         return self
 
@@ -303,41 +317,6 @@ class MSFTEngine:
             return None
         return int(self.report_.patch_size), int(self._backbone().config.num_heads)
 
-    def _check_training_memory(
-        self, series: list[np.ndarray], freq: str | None, lengths: FitLengths
-    ) -> None:
-        """Refuse settings whose training step cannot fit in memory, before any allocation."""
-        from msft_forecast.memory import check_memory, training_step_bytes
-        from msft_forecast.training.trainer import runs_on_cpu
-
-        s = self.settings
-        if not s.strategy_spec().trains or not runs_on_cpu(s.accelerator):
-            return  # an accelerator's memory is its own; this reads the host's
-        config = self._backbone().config
-        C, H = lengths.context_length, lengths.prediction_length
-        patch = (
-            int(s.patch_size) if s.patch_size != "auto" else self.candidate_patch_sizes(freq, C)[0]
-        )
-        need = training_step_bytes(
-            batch_size=int(s.batch_size),
-            context_length=C,
-            horizon=H,
-            patch_size=patch,
-            num_scales=int(getattr(s, "num_scales", 1) or 1),
-            d_model=int(config.d_model),
-            num_layers=int(config.num_layers),
-            num_heads=int(config.num_heads),
-        )
-        longest = max(len(x) for x in series)
-        check_memory(
-            need,
-            what=(
-                f"fine-tuning with context_length={C}, prediction_length={H} and "
-                f"batch_size={s.batch_size}"
-            ),
-            fixes=(f"lower context_length (the longest series has {longest} steps) or batch_size"),
-        )
-
     def _source_record(self) -> dict[str, Any]:
         src = self._backbone().source
         return {
@@ -355,6 +334,7 @@ class MSFTEngine:
         start_from: MSFTEngine | None,
         max_steps: int,
         lengths: FitLengths,
+        extras: TrainerExtras | None = None,
     ) -> tuple[MultiScaleModel, FitReport]:
         from msft_forecast.training.trainer import fine_tune
 
@@ -388,7 +368,7 @@ class MSFTEngine:
         )
         report.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if spec.trains and max_steps > 0:
-            outcome = fine_tune(model, split, s, seed, max_steps)
+            outcome = fine_tune(model, split, s, seed, max_steps, extras)
             for name, value in asdict(outcome).items():
                 setattr(report, name, value)
         model.eval()

@@ -120,6 +120,52 @@ def training_step_bytes(
     return float(batch_size) * (num_layers * per_layer + steps * 64)
 
 
+def check_training_memory(
+    settings: Any, config: Any, series: list, lengths: Any, patch_size: int
+) -> None:
+    """Refuse settings whose training step cannot fit in the host's memory, before any
+    allocation (an accelerator's memory is its own: nothing is checked there).
+
+    Parameters
+    ----------
+    settings : MSFTSettings
+        The fit's settings (batch size, scales, accelerator).
+    config : backbone config
+        ``d_model``, ``num_layers`` and ``num_heads`` of the backbone.
+    series : list of ndarray
+        The training series (the message names the longest).
+    lengths : FitLengths
+        Context and training horizon of the fit.
+    patch_size : int
+        The fit's patch size (the smallest candidate when it is chosen later).
+    """
+    from msft_forecast.training.trainer import runs_on_cpu
+
+    s = settings
+    if not runs_on_cpu(s.accelerator):
+        return
+    C, H = lengths.context_length, lengths.prediction_length
+    need = training_step_bytes(
+        batch_size=int(s.batch_size),
+        context_length=C,
+        horizon=H,
+        patch_size=int(patch_size),
+        num_scales=int(getattr(s, "num_scales", 1) or 1),
+        d_model=int(config.d_model),
+        num_layers=int(config.num_layers),
+        num_heads=int(config.num_heads),
+    )
+    longest = max(len(x) for x in series)
+    check_memory(
+        need,
+        what=(
+            f"fine-tuning with context_length={C}, prediction_length={H} and "
+            f"batch_size={s.batch_size}"
+        ),
+        fixes=f"lower context_length (the longest series has {longest} steps) or batch_size",
+    )
+
+
 #: Bytes of working memory per sample-path step and scale while a row is sampled (float32
 #: intermediates of the per-scale distributions over whole patches).
 SAMPLING_BYTES_PER_STEP = 4 * 32

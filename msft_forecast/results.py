@@ -55,3 +55,26 @@ class FitReport:
     history: dict[str, list] = field(default_factory=dict)
     trainable_parameters: int = 0
     wall_time_s: float = 0.0
+
+    def summary(self) -> str:
+        """What the fit did, on one line: steps, best validation loss and its step, patch
+        size, horizon, context and seconds.
+
+        Examples
+        --------
+        >>> FitReport(patch_size=16, context_length=144, prediction_length=24, steps=200,
+        ...           best_step=150, initial_val_loss=0.52, best_val_loss=0.41,
+        ...           wall_time_s=93.4).summary()
+        'fit: 200 steps, best validation loss 0.41 at step 150 (0.52 before training), patch \
+size 16, horizon 24, context 144, 93.4 s'
+        """
+        if self.best_val_loss is None:
+            validation = "no validation"
+        else:
+            validation = f"best validation loss {self.best_val_loss:.4g} at step {self.best_step}"
+            if self.initial_val_loss is not None:
+                validation += f" ({self.initial_val_loss:.4g} before training)"
+        return (
+            f"fit: {self.steps} steps, {validation}, patch size {self.patch_size}, horizon "
+            f"{self.prediction_length}, context {self.context_length}, {self.wall_time_s:.1f} s"
+        )

@@ -109,7 +109,8 @@ default="validation"
     max_steps : int, default=200
         Optimiser steps of ``fit`` (and of ``pretrain``).
     max_epochs : int or None, default=None
-        Optional cap on passes over the training windows.
+        Optional cap on epochs. An epoch is ``val_check_interval`` steps of windows drawn
+        with replacement, ending with a validation (not one pass over the windows).
     max_time : float or None, default=None
         Optional wall-clock cap on training, in seconds.
     validation : float, int or None, default=0.1
@@ -125,6 +126,10 @@ default="validation"
         Sample paths behind quantiles, intervals, variances and ``predict_proba``.
     random_state : int or None, default=None
         Seed of training and sampling; the same value gives the same forecasts (on CPU).
+        None draws a fresh seed per fit, on every front end: the command line too (it prints
+        the seed it drew, so ``--seed`` repeats a run). Not a fixed default seed, because one
+        seed's result is one draw: the seed-to-seed spread of a fine-tune is part of its
+        result (docs/benchmarks.md reports it), and sklearn, sktime and Darts default to None.
     accelerator : str, default="cpu"
         Lightning accelerator for training (``"cpu"``, ``"gpu"``, ``"auto"``, ...).
     devices : int, str or list of int, default=1
@@ -135,8 +140,12 @@ default="validation"
     precision : str or None, default=None
         Lightning precision; None means ``"bf16-mixed"`` on the CPU (measured 1.2-1.4x faster
         per step with the same accuracy) and ``"32-true"`` on accelerators.
-    verbose : bool, default=False
-        Show Lightning's progress bar and messages.
+    verbose : bool, default=True
+        Show training progress on stderr: Lightning's progress bar where a person watches (a
+        terminal, a Jupyter notebook), else a plain line at the start, every tenth of the
+        step budget and every validation (logs, pipes); False silences it. Lightning's own
+        banners and model summary are never shown. Every fit also logs a one-line summary at
+        INFO (logger ``"msft_forecast"``; ``MSFTEngine.report_.summary()``).
     checkpoint_dir : str or None, default=None
         Folder where fine-tuning writes ``last.ckpt`` (trainable tensors, optimiser, loop and
         callback state) at every validation; None writes nothing. Use one folder per run.
@@ -194,7 +203,7 @@ default="validation"
     devices: int | str | list[int] = 1
     strategy: str = "auto"
     precision: str | None = None
-    verbose: bool = False
+    verbose: bool = True
     checkpoint_dir: str | None = None
     resume: bool = False
     num_threads: int | None = None

@@ -126,7 +126,8 @@ default="validation"
     max_steps : int, default=200
         Optimiser steps of ``fit`` (and of ``pretrain``).
     max_epochs : int or None, default=None
-        Optional cap on passes over the training windows.
+        Optional cap on epochs. An epoch is ``val_check_interval`` steps of windows drawn
+        with replacement, ending with a validation (not one pass over the windows).
     max_time : float or None, default=None
         Optional wall-clock cap on training, in seconds.
     validation : float, int or None, default=0.1
@@ -152,8 +153,9 @@ default="validation"
     precision : str or None, default=None
         Lightning precision; None means ``"bf16-mixed"`` on the CPU (measured 1.2-1.4x faster
         per step with the same accuracy) and ``"32-true"`` on accelerators.
-    verbose : bool, default=False
-        Show Lightning's progress bar and messages.
+    verbose : bool, default=True
+        Show training progress: a bar in terminals and notebooks, a plain line every tenth
+        of the steps and at every validation elsewhere (logs); False silences it.
     checkpoint_dir : str or None, default=None
         Folder where fine-tuning writes ``last.ckpt`` (trainable tensors, optimiser, loop and
         callback state) at every validation; None writes nothing. Use one folder per run.
@@ -174,6 +176,10 @@ default="validation"
     engine_ : MSFTEngine
         The fitted engine (its ``report_`` says what the fine-tune did, and ``report_.choices``
         what it chose from the data: context, training horizon, patch size, and why).
+    fit_summary_ : str
+        What the last fit (or ``update`` that fine-tuned) did, on one line: steps, best
+        validation loss and its step, patch size, horizon, context, seconds (also logged at
+        INFO by the ``msft_forecast`` logger).
     backbone_used_ : str
         The checkpoint actually fine-tuned: hub id (and revision), folder, or
         ``"bundled:moirai-tiny (offline fallback for 'moirai': ...)"`` when the default
@@ -342,6 +348,7 @@ default="validation"
             engine.fit(series, freq=freq, warm_start=True)
         self.engine_ = engine
         self.backbone_used_ = engine.backbone_used
+        self.fit_summary_ = engine.report_.summary()
         self.history_ = panel.tail(y, self._history_length())
         return self
 
@@ -402,6 +409,7 @@ default="validation"
                 warm_start=True,
                 max_steps=int(self.update_steps),
             )
+            self.fit_summary_ = self.engine_.report_.summary()
         return self
 
     # ------------------------------------------------------------------------------- predict

@@ -114,14 +114,30 @@ def test_front_end_defaults_are_the_settings_defaults(front_end):
     assert not differing, differing
 
 
+#: Command-line options (argparse ``dest``) that are settings, and the setting each one sets.
+CLI_SETTINGS = {
+    "backbone": "backbone",
+    "strategy": "fit_strategy",
+    "context": "context_length",
+    "num_scales": "num_scales",
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "num_samples": "num_samples",
+    "seed": "random_state",
+}
+
+
 def test_cli_defaults_are_the_settings_defaults():
     from msft_forecast.cli import build_parser
 
     defaults = vars(build_parser().parse_args(["forecast", "data.csv", "--horizon", "3"]))
     d = MSFTSettings()
-    assert defaults["strategy"] == d.fit_strategy and defaults["context"] == d.context_length
-    assert defaults["max_steps"] == d.max_steps and defaults["batch_size"] == d.batch_size
-    assert defaults["num_scales"] == d.num_scales
+    differing = {option: (defaults[option], getattr(d, name))
+                 for option, name in CLI_SETTINGS.items()
+                 if defaults[option] != getattr(d, name)}  # fmt: skip
+    assert not differing, differing
+    assert (not defaults["no_fallback"]) == d.allow_fallback
 
 
 def test_not_fitted_is_one_error_type_on_every_front_end(tiny_moirai_dir):

@@ -93,6 +93,7 @@ def cli(capsys) -> Callable[..., tuple[int, str, str]]:
     def run(path: Path, *extra: str, horizon: str = "3") -> tuple[int, str, str]:
         before = path.read_bytes() if path.is_file() else None
         args = ["forecast", str(path), "--horizon", horizon, "--context", "32"]
+        args += ["--backbone", "moirai-tiny"]  # not the default "moirai": no fallback warning
         args += ["--max-steps", "1", "--batch-size", "8", "--num-samples", "20"]
         capsys.readouterr()
         code = cli_main([*args, "--num-scales", "2", *extra])

@@ -181,3 +181,27 @@ def test_warnings_are_one_line_each(tmp_path, capsys, monkeypatch) -> None:
     assert main(["forecast", path, "--horizon", "4"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == ["msft-forecast: warning: first warning text", "msft-forecast: warning: second"]
+
+
+def test_defaults_run_offline_and_name_the_backbone_and_seed(tmp_path, capsys) -> None:
+    """The default backbone is the settings' ``"moirai"``: offline (tests never use the
+    network) it falls back to the bundled one with one warning, and the output names the
+    checkpoint used and the seed drawn, which repeats the run."""
+    from msft_forecast.backbones.cache import clear_backbone_cache
+
+    clear_backbone_cache()  # the fallback warns once per process: make this the first time
+    path = _csv(tmp_path / "in.csv", n=120)
+    common = ["forecast", path, "--horizon", "3", "--context", "32", "--strategy", "zero-shot",
+              "--num-samples", "10"]  # fmt: skip
+    assert main(common) == 0
+    captured = capsys.readouterr()
+    assert "backbone bundled:moirai-tiny (offline fallback for 'moirai'" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and "moirai-tiny" in warnings[0]
+    seed_line = next(line for line in captured.out.splitlines() if line.startswith("seed "))
+    seed = seed_line.split()[1]
+    assert f"--seed {seed} repeats" in seed_line
+    first = captured.out.split("backbone")[0]
+    assert main([*common, "--seed", seed]) == 0
+    again = capsys.readouterr().out
+    assert again.split("backbone")[0] == first and f"seed {seed}\n" in again

@@ -45,7 +45,7 @@ def test_parquet_forecast_end_to_end(tiny_moirai_dir, tmp_path: Path) -> None:
         ["forecast", str(tmp_path / "in.parquet"), "--horizon", "6", "--columns", "load"]
         + ["--backbone", str(tiny_moirai_dir), "--context", "64", "--max-steps", "1"]
         + ["--batch-size", "4", "--num-samples", "20", "--quantiles", "0.05", "0.95"]
-        + ["--no-verbose", "--output", str(out)]
+        + ["--quiet", "--output", str(out)]
     )
     assert code == 0
     result = pd.read_csv(out)
@@ -60,11 +60,13 @@ def test_unreadable_parquet_is_one_line(tmp_path: Path, capsys) -> None:
     assert "cannot be read" in err and len(err.splitlines()) == 1
 
 
-def test_progress_output_follows_the_terminal_unless_told() -> None:
+def test_progress_is_on_unless_quiet() -> None:
     parse = build_parser().parse_args
-    assert parse(["forecast", "x.csv", "--horizon", "1"]).verbose is None  # stderr a tty?
-    assert parse(["forecast", "x.csv", "--horizon", "1", "--verbose"]).verbose is True
-    assert parse(["forecast", "x.csv", "--horizon", "1", "--no-verbose"]).verbose is False
+    assert parse(["forecast", "x.csv", "--horizon", "1"]).quiet is False
+    assert parse(["forecast", "x.csv", "--horizon", "1", "--quiet"]).quiet is True
+    # the former switches still work
+    assert parse(["forecast", "x.csv", "--horizon", "1", "--no-verbose"]).quiet is True
+    assert parse(["forecast", "x.csv", "--horizon", "1", "--verbose"]).quiet is False
 
 
 def test_benchmark_help_and_bad_data_folder(tmp_path: Path, capsys) -> None:

@@ -108,6 +108,7 @@ def test_non_finite_loss_on_the_command_line(monkeypatch, tmp_path, capsys):
     out = tmp_path / "out.csv"
     code = cli_main(
         ["forecast", str(path), "--horizon", "3", "--context", "32", "--max-steps", "2"]
+        + ["--quiet", "--backbone", "moirai-tiny"]
         + ["--output", str(out)]
     )
     err = capsys.readouterr().err.strip()
@@ -144,7 +145,10 @@ def test_ctrl_c_on_the_command_line(monkeypatch, tmp_path, capsys):
     frame.insert(0, "time", pd.date_range("2024-01-01", periods=200, freq="h"))
     frame.to_csv(path, index=False)
     _fail_at_step(monkeypatch, 1, KeyboardInterrupt)
-    code = cli_main(["forecast", str(path), "--horizon", "3", "--context", "32"])
+    code = cli_main(
+        ["forecast", str(path), "--horizon", "3", "--context", "32"]
+        + ["--quiet", "--backbone", "moirai-tiny"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 130 and err == "msft-forecast: interrupted; nothing was written"
 

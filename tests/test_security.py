@@ -12,6 +12,7 @@ import json
 import pickle
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +102,28 @@ def test_saved_models_load_through_safetensors_only(tiny_moirai_dir, tmp_path, y
         input_chunk_length=32, output_chunk_length=3, backbone=str(tiny_moirai_dir),
         num_scales=2, max_steps=1, batch_size=8, validation=None,
     ).fit(TimeSeries.from_series(y))  # fmt: skip
-    model.save(tmp_path / "darts")
-    weights = tmp_path / "darts" / "engine" / "trainable.safetensors"
-    weights.write_bytes(pickle.dumps(Payload(marker)))
+    model.save(tmp_path / "model.pt")  # one zip archive of JSON and safetensors files
+    with zipfile.ZipFile(tmp_path / "model.pt") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["engine/trainable.safetensors"] = pickle.dumps(Payload(marker))
+    # a member named to escape the folder it is read into is never written anywhere
+    members["../escaped.txt"] = b"outside"
+    with zipfile.ZipFile(tmp_path / "bad.pt", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
     with pytest.raises(Exception, match="(?i)header|safetensor|deserializ"):
-        MSFTModel.load(tmp_path / "darts")
+        MSFTModel.load(tmp_path / "bad.pt")
+    # the same in a folder (the format of earlier versions)
+    folder = tmp_path / "darts"
+    for name in ("darts_model.json", "engine/msft_model.json", "engine/trainable.safetensors"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(members[name])
     with pytest.raises(Exception, match="(?i)header|safetensor|deserializ"):
-        MSFTEngine.load(tmp_path / "darts" / "engine")
+        MSFTModel.load(folder)
+    with pytest.raises(Exception, match="(?i)header|safetensor|deserializ"):
+        MSFTEngine.load(folder / "engine")
     assert not marker.exists()
+    assert not list(tmp_path.parent.rglob("escaped.txt"))
 
 
 def test_resume_refuses_a_checkpoint_that_is_not_plain_tensors(tmp_path, y):

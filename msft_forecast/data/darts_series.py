@@ -6,11 +6,14 @@ Format conversion only: the Darts front end (:mod:`msft_forecast.darts`) calls t
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -149,6 +152,53 @@ def series_from_json(meta: dict[str, Any], values: np.ndarray) -> TimeSeries:
     )
 
 
+def forecast_blocks(
+    engine: Any,
+    blocks: Sequence[np.ndarray],
+    context_length: int,
+    n: int,
+    num_samples: int,
+    quantiles: Sequence[float] | None,
+    random_state: int | None,
+    batch_size: int | None = None,
+) -> list[np.ndarray]:
+    """Forecast ``(time, components)`` contexts with ``engine``: one engine call for all.
+
+    Returns one ``(n, components, samples)`` array per block, or with ``quantiles``
+    ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
+    ``batch_size``: contexts per model call (default the engine's).
+    """
+    likelihood = quantiles is not None
+    if not likelihood and (
+        not isinstance(num_samples, int | np.integer)
+        or isinstance(num_samples, bool)
+        or num_samples < 1
+    ):
+        raise ValueError(
+            f"num_samples must be a positive integer (1 for the mean forecast, more for "
+            f"sample paths), got {num_samples!r}."
+        )
+    if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    contexts = [b[-context_length:, j] for b in blocks for j in range(b.shape[1])]
+    # the mean forecast comes from the distributions; no sample path is drawn for it
+    # (quantiles: from the setting's num_samples paths)
+    draws = None if likelihood else (0 if num_samples == 1 else int(num_samples))
+    seed = random_state if random_state is not None else engine.settings.random_state
+    batch = {} if batch_size is None else {"batch_size": int(batch_size)}
+    fc = engine.forecast(contexts, n, draws, seed=seed, **batch)
+    if likelihood:
+        flat = fc.quantiles(quantiles)  # (rows, Q, n)
+    else:
+        flat = fc.mean[:, None, :] if draws == 0 else fc.samples  # (rows, 1 or S, n)
+    out, pos = [], 0
+    for b in blocks:
+        part = flat[pos : pos + b.shape[1]].transpose(2, 0, 1)  # (n, C, S or Q)
+        pos += b.shape[1]
+        out.append(part.reshape(n, -1, 1) if likelihood else part)
+    return out
+
+
 def forecast_windows(
     series: Sequence[TimeSeries], bounds: Any, stride: int, context: int
 ) -> tuple[list[range], list[np.ndarray]]:
@@ -195,6 +245,52 @@ def historical_series(
         last = np.concatenate([v[-1:] for v in mine], axis=0)
         out.append(first.with_times_and_values(times=last_times, values=last))
     return out
+
+
+#: The files of a saved model, inside its archive or folder: the only names ever read or
+#: written (an archive's own names never choose a path).
+MODEL_FILES = ("darts_model.json", "engine/msft_model.json", "engine/trainable.safetensors",
+               "training_series.safetensors")  # fmt: skip
+
+
+def write_model(
+    target: str | os.PathLike | BinaryIO,
+    params: dict[str, Any],
+    engine: Any,
+    training_series: TimeSeries | None,
+) -> None:
+    """Write a model as one zip archive (the files of :func:`write_model_folder`) to a path
+    or an open binary file."""
+    if isinstance(target, str | os.PathLike) and Path(target).is_dir():
+        raise ValueError(
+            f"{target} is a folder; MSFTModel.save writes one file: give a file name such as "
+            f"{Path(target) / 'model.pt'}."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_model_folder(Path(tmp), params, engine, training_series)
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in MODEL_FILES:
+                if (Path(tmp) / name).is_file():
+                    archive.write(Path(tmp) / name, arcname=name)
+
+
+def read_model(source: str | os.PathLike | BinaryIO) -> tuple[dict[str, Any], Any, Any]:
+    """What :func:`write_model` wrote (or a folder of :func:`write_model_folder`)."""
+    if isinstance(source, str | os.PathLike) and Path(source).is_dir():
+        return read_model_folder(Path(source))
+    if isinstance(source, str | os.PathLike) and not Path(source).is_file():
+        raise FileNotFoundError(f"{source}: no such file (written by MSFTModel.save).")
+    if not zipfile.is_zipfile(source):
+        raise ValueError(f"{source} is not a model written by MSFTModel.save (not a zip archive).")
+    with zipfile.ZipFile(source) as archive, tempfile.TemporaryDirectory() as tmp:
+        names = set(archive.namelist())
+        if "darts_model.json" not in names:
+            raise ValueError(f"{source} is not a model written by MSFTModel.save.")
+        for name in MODEL_FILES:
+            if name in names:
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / name).write_bytes(archive.read(name))
+        return read_model_folder(Path(tmp))
 
 
 def write_model_folder(

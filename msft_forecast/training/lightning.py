@@ -108,6 +108,8 @@ class FineTuneModule(L.LightningModule):
         # own files), so loading one must not ask for the frozen ones
         self.strict_loading = False
         self._val_stats: CombinationStatistics | None = None
+        #: Optional ``(scheduler class, its arguments, Lightning's scheduler configuration)``.
+        self.lr_scheduler: tuple[type, dict[str, Any], dict[str, Any]] | None = None
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Only the trainable tensors (what a resumable checkpoint needs)."""
@@ -185,11 +187,22 @@ class FineTuneModule(L.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         groups = parameter_groups(
             self.model, self.learning_rate, self.scale_weight_lr, self.weight_decay
         )
-        return adamw(groups, fused=_fused_allowed(self))
+        optimizer = adamw(groups, fused=_fused_allowed(self))
+        if self.lr_scheduler is None:
+            return optimizer
+        cls, kwargs, config = self.lr_scheduler
+        try:
+            scheduler = cls(optimizer, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"lr_scheduler_kwargs {kwargs} do not fit {cls.__name__} ({err}); pass the "
+                f"arguments {cls.__name__} takes besides the optimizer."
+            ) from err
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **config}}
 
 
 class StepSeededSampler(Sampler[int]):

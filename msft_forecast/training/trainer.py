@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +34,39 @@ class TrainingOutcome:
     history: dict[str, list] = field(default_factory=dict)
 
 
+@dataclass
+class TrainerExtras:
+    """Runtime objects of one fine-tune, passed through ``MSFTEngine.fit``: never settings,
+    never saved (they are live objects: callbacks, loggers, a scheduler class).
+
+    Attributes
+    ----------
+    callbacks : list
+        Lightning callbacks added to the engine's own (early stopping, best weights, progress).
+        A ``ProgressBar`` among them replaces the engine's progress display, an
+        ``EarlyStopping`` the one of the setting ``early_stopping_patience``.
+    logger : Lightning logger, list of loggers or bool
+        Receives ``train_loss``, ``val_loss`` and the scale weights; False logs nothing.
+    default_root_dir : str, optional
+        Lightning's folder for loggers that have none of their own.
+    lr_scheduler : (class, dict, dict), optional
+        A ``torch.optim.lr_scheduler`` class, its arguments and Lightning's scheduler
+        configuration (``interval``, ``frequency``, ``monitor``, ...).
+    """
+
+    callbacks: list = field(default_factory=list)
+    logger: Any = False
+    default_root_dir: str | None = None
+    lr_scheduler: tuple[type, dict[str, Any], dict[str, Any]] | None = None
+
+
 def fine_tune(
-    model: torch.nn.Module, split, settings: MSFTSettings, seed: int, max_steps: int
+    model: torch.nn.Module,
+    split,
+    settings: MSFTSettings,
+    seed: int,
+    max_steps: int,
+    extras: TrainerExtras | None = None,
 ) -> TrainingOutcome:
     """Train ``model`` on the windows of ``split`` for at most ``max_steps`` steps.
 
@@ -55,6 +85,8 @@ def fine_tune(
         Seed of the order in which training windows are drawn.
     max_steps : int
         Step budget of this call.
+    extras : TrainerExtras, optional
+        Callbacks, loggers and a learning-rate scheduler of this call only.
 
     Returns
     -------
@@ -68,7 +100,7 @@ def fine_tune(
         Interrupted (with ``checkpoint_dir`` set, ``resume=True`` continues).
     """
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks import EarlyStopping, ProgressBar
 
     from msft_forecast.training.lightning import (
         FineTuneModule,
@@ -76,20 +108,33 @@ def fine_tune(
         TrainingHistory,
         WindowDataModule,
     )
+    from msft_forecast.training.progress import progress_display
 
-    s = settings
+    s, extras = settings, extras or TrainerExtras()
     module = FineTuneModule(model, s.resolved_learning_rate(), s.scale_weight_lr, s.weight_decay)
+    module.lr_scheduler = extras.lr_scheduler
     interval = max(1, min(int(s.val_check_interval), max_steps))
     data = WindowDataModule(split.train, split.validation, int(s.batch_size), interval, seed)
     history, best = TrainingHistory(), KeepBestTrainable()
     callbacks: list = [history]
     if split.validation is not None:
         callbacks.append(best)
-        if s.early_stopping_patience is not None:
+        # an EarlyStopping of the caller's (a Darts habit) replaces the settings' one: two on
+        # the same metric cannot share a checkpoint
+        own_stopping = any(isinstance(c, EarlyStopping) for c in extras.callbacks)
+        if s.early_stopping_patience is not None and not own_stopping:
             callbacks.append(
                 EarlyStopping("val_loss", patience=int(s.early_stopping_patience), mode="min")
             )
     kwargs = _trainer_kwargs(s, max_steps)
+    val_every = interval if split.validation is not None else None
+    kwargs["enable_progress_bar"], shown = progress_display(bool(s.verbose), max_steps, val_every)
+    if any(isinstance(c, ProgressBar) for c in extras.callbacks):
+        kwargs["enable_progress_bar"], shown = True, []  # the caller's bar replaces ours
+    callbacks.extend([*shown, *extras.callbacks])
+    kwargs["logger"] = extras.logger
+    if extras.default_root_dir is not None:
+        kwargs["default_root_dir"] = extras.default_root_dir
     resume_from = None
     if s.checkpoint_dir is not None:
         callbacks.append(_checkpoint_callback(s.checkpoint_dir))
@@ -132,13 +177,13 @@ def _trainer_kwargs(s: MSFTSettings, max_steps: int) -> dict[str, Any]:
         gradient_clip_val=s.gradient_clip,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=bool(s.verbose),
-        enable_model_summary=bool(s.verbose),
+        enable_progress_bar=False,  # fine_tune decides (training/progress.py)
+        # a table of every module at every fit is noise; the fit summary counts parameters
+        enable_model_summary=False,
         num_sanity_val_steps=0,
         # cached layout tensors built during validation are reused in training steps
         inference_mode=False,
         use_distributed_sampler=False,
-        default_root_dir=os.path.join(os.getcwd(), "lightning_logs") if s.verbose else None,
     )
     if s.max_time is not None:
         from datetime import timedelta
@@ -148,21 +193,21 @@ def _trainer_kwargs(s: MSFTSettings, max_steps: int) -> dict[str, Any]:
 
 
 @contextmanager
-def quiet_lightning(verbose: bool):
-    """Silence Lightning's banner lines ("GPU available: ...") unless verbose."""
+def quiet_lightning():
+    """Silence Lightning's banner lines ("GPU available: ...") and its warnings about its own
+    set-up (few data-loader workers, ...): the package chose that set-up. The setting
+    ``verbose`` (progress, on by default) does not bring them back: every fit would print them."""
     import lightning  # noqa: F401  (importing it sets its loggers' levels; do that first)
 
     names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning"]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
-    if not verbose:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            if not verbose:
-                warnings.filterwarnings("ignore", module="lightning")
-                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", module="lightning")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -259,6 +304,6 @@ def check_devices(settings: MSFTSettings) -> None:
     from msft_forecast.validation import check_accelerator
 
     s = settings
-    with quiet_lightning(s.verbose):
+    with quiet_lightning():
         precision = s.precision or default_precision(s.accelerator)
         check_accelerator(s.accelerator, s.devices, s.strategy, precision)

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import types
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -565,6 +566,24 @@ def test_units_parity_malformed_files_are_refused(
     monkeypatch.setattr(units_checkpoint, "MAX_PTH_BYTES", 100)
     with pytest.raises(CheckpointError, match="above the limit"):
         load_units(tmp_path / "full.pth", num_heads=1)
+
+
+def test_units_parity_compressed_archives_are_bounded_by_what_they_unpack_to(
+    good_state: dict[str, Tensor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file whose entries inflate beyond the limit is refused before torch.load."""
+    torch.save(good_state, tmp_path / "plain.pth")
+    with zipfile.ZipFile(tmp_path / "plain.pth") as src:
+        entries = [(info.filename, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(tmp_path / "deflated.pth", "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, data in entries:
+            dst.writestr(name, data)
+        dst.writestr(f"{entries[0][0].split('/')[0]}/padding", bytes(4 << 20))
+    size = (tmp_path / "deflated.pth").stat().st_size
+    monkeypatch.setattr(units_checkpoint, "MAX_PTH_BYTES", 4 << 20)
+    assert size < 4 << 20
+    with pytest.raises(CheckpointError, match="unpacks to"):
+        load_units(tmp_path / "deflated.pth", num_heads=1)
 
 
 def _empty(tmp_path: Path) -> Path:

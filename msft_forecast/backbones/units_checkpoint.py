@@ -151,6 +151,8 @@ def read_pth(path: str | os.PathLike) -> Any:
             f"{path} is not a file written by torch.save (it starts with {magic!r}); a UniTS "
             "checkpoint is the .pth file its training scripts save."
         )
+    if magic.startswith(_ZIP_MAGIC):
+        _check_zip_sizes(path)
     try:
         # Namespace: the pre-training checkpoint pickles its argparse arguments; rebuilding one
         # only sets attributes, so allowing it keeps the load free of code execution.
@@ -166,6 +168,23 @@ def read_pth(path: str | os.PathLike) -> Any:
         raise CheckpointError(
             f"{path} is corrupt or truncated and cannot be read as a torch.save file ({err})."
         ) from err
+
+
+def _check_zip_sizes(path: Path) -> None:
+    """Bound what the archive unpacks to: torch.save stores its entries uncompressed, but a
+    crafted archive could compress a huge tensor into a small file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is corrupt or truncated and cannot be read as a torch.save file ({err})."
+        ) from err
+    if unpacked > MAX_PTH_BYTES:
+        raise CheckpointError(
+            f"{path} unpacks to {unpacked} bytes, above the limit of {MAX_PTH_BYTES} for a UniTS "
+            "checkpoint."
+        )
 
 
 def units_state_dict(obj: Any) -> tuple[dict[str, Tensor], str, dict[str, Any]]:

@@ -86,8 +86,9 @@ def is_ignored_key(key: str) -> bool:
 class UnitsConfig:
     """Architecture of a UniTS model (the reference's ``args``).
 
-    Published checkpoints carry no config file; :func:`~msft_forecast.backbones.units_checkpoint.
-    infer_config` reads these values from the tensor shapes.
+    Published checkpoints carry no config file;
+    :func:`~msft_forecast.backbones.units_checkpoint.infer_config` reads these values from the
+    tensor shapes.
 
     Parameters
     ----------

@@ -56,8 +56,8 @@ MAX_PTH_BYTES = 8 << 30
 #: set prompt and mask tokens).
 MAX_TENSORS = 100_000
 
-#: Bounds on inferred sizes, in the spirit of :data:`~msft_forecast.backbones.checkpoint.
-#: SIZE_LIMITS` (which supplies d_model, num_layers, num_heads and patch_len).
+#: Bounds on inferred sizes, in the spirit of checkpoint.py's ``SIZE_LIMITS`` (which supplies
+#: those of d_model, num_layers, num_heads and patch_len).
 UNITS_SIZE_LIMITS: dict[str, int] = {
     "d_model": SIZE_LIMITS["d_model"],
     "num_layers": SIZE_LIMITS["num_layers"],

@@ -447,17 +447,26 @@ class PatchEmbedding(nn.Module):
         return self.dropout(self.value_embedding(x.unfold(-1, p, p)))
 
 
+def _sinusoids(n: int, d_model: int, device: torch.device) -> Tensor:
+    """The transformer's sinusoidal table (n, d_model): sin on even, cos on odd columns."""
+    position = torch.arange(n, dtype=torch.float32, device=device)[:, None]
+    div = torch.arange(0, d_model, 2, device=device).float()
+    angle = position * (div * -(math.log(10000.0) / d_model)).exp()
+    table = torch.zeros(n, d_model, device=device)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle)[:, : d_model // 2]
+    return table
+
+
 class LearnablePositionalEmbedding(nn.Module):
     """Learnable position table ``pe`` (1, 1, max_positions, d), initialised sinusoidally."""
 
     def __init__(self, d_model: int, max_positions: int) -> None:
         super().__init__()
-        position = torch.arange(max_positions, dtype=torch.float32)[:, None]
-        div = (torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model)).exp()
-        pe = torch.zeros(max_positions, d_model)
-        pe[:, 0::2] = torch.sin(position * div)
-        pe[:, 1::2] = torch.cos(position * div)[:, : d_model // 2]
-        self.pe = nn.Parameter(pe[None, None])
+        self.pe = nn.Parameter(torch.empty(1, 1, max_positions, d_model))
+        if self.pe.device.type != "meta":  # a shape-only skeleton needs no values
+            with torch.no_grad():
+                self.pe.copy_(_sinusoids(max_positions, d_model, self.pe.device)[None, None])
 
     def forward(self, n: int, offset: int = 0) -> Tensor:
         """Positions ``offset .. offset + n - 1``, shape (1, 1, n, d)."""

@@ -666,3 +666,15 @@ def test_units_module_builds_without_a_checkpoint() -> None:
         units_mod.is_ignored_key("module.cls_head.proj_in.weight") is False
     )  # prefix stripped first
     assert units_mod.is_ignored_key("cls_head.proj_in.weight")
+
+
+def test_units_fresh_module_initialises_like_the_reference(ref: types.ModuleType) -> None:
+    """Without a checkpoint the position table starts sinusoidal as the reference's; built on the
+    meta device (the loader's shape-only skeleton) it holds no values at all."""
+    expected = ref.LearnablePositionalEmbedding(24).pe
+    assert torch.equal(units_mod.LearnablePositionalEmbedding(24, 5000).pe, expected)
+    config = UnitsConfig(d_model=24, num_layers=1, num_heads=2, patch_len=8, prompt_num=3)
+    with torch.device("meta"):
+        skeleton = UnitsModule(config, {"a": 2})
+    assert all(t.is_meta for t in skeleton.state_dict().values())
+    assert skeleton.prompt_tokens["a"].shape == (1, 2, 3, 24)

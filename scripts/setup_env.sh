@@ -27,4 +27,10 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
 fi
 # Keep the torch just installed: the package only needs torch>=2.6.
 pip_install -e ".${EXTRAS:+[$EXTRAS]}" "torch==$TORCH_VERSION"
+# The UniTS reference the parity tests import (../shared/reference/units) needs timm.layers;
+# timm declares torchvision, whose wheels are built for other torch builds than the pinned one,
+# and the parts the reference uses do not need it: install timm alone.
+if [[ ",$EXTRAS," == *,dev,* || ",$EXTRAS," == *,test,* ]]; then
+  pip_install --no-deps "timm>=0.9"
+fi
 echo "msft_forecast installed in $VENV (torch $TORCH_VERSION). Activate with: . $VENV/bin/activate"

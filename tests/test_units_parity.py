@@ -55,7 +55,10 @@ def _import_reference() -> types.ModuleType:
             f"UniTS reference not found at {REFERENCE} (../shared is absent on this machine)"
         )
     if importlib.util.find_spec("timm") is None:
-        pytest.skip("the UniTS reference needs timm (pip install timm; it is in the test extra)")
+        pytest.skip(
+            "the UniTS reference needs timm (pip install --no-deps timm, as scripts/setup_env.sh "
+            "does)"
+        )
     saved = {k: v for k, v in sys.modules.items() if k == "timm" or k.startswith("timm.")}
     try:
         try:

@@ -110,8 +110,9 @@ def training_step_bytes(
 
     Examples
     --------
-    >>> f"{training_step_bytes(batch_size=32, context_length=512, horizon=96, patch_size=32,
-    ...     num_scales=4, d_model=256, num_layers=6, num_heads=4) / 1e9:.2f} GB"
+    >>> step = training_step_bytes(batch_size=32, context_length=512, horizon=96, patch_size=32,
+    ...     num_scales=4, d_model=256, num_layers=6, num_heads=4)
+    >>> f"{step / 1e9:.2f} GB"
     '0.09 GB'
     """
     steps = context_length + horizon

@@ -1029,6 +1029,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[RunResu
                     devices=devices,
                     random_state=seed,
                     num_samples=args.num_samples,
+                    verbose=False,  # parallel jobs share one log: the headers say what runs
                     **options,
                 )
                 report(

@@ -44,6 +44,15 @@ class ScaleContext:
     coarse_counts: list[Tensor]
     valid: Tensor
 
+    def valid_by_scale(self, dtype: torch.dtype) -> tuple[Tensor | None, ...]:
+        """Per scale, ``(B, n_k, 1)`` 1.0 on valid tokens and 0.0 on padding, or ``None`` when
+        every token of the scale is valid (no mask to apply); cached per dtype."""
+        cache = self.__dict__.setdefault("_valid_by_scale", {})
+        if dtype not in cache:
+            parts = split_scales(self.valid.unsqueeze(-1), self.spans)
+            cache[dtype] = tuple(None if bool(v.all()) else v.to(dtype) for v in parts)
+        return cache[dtype]
+
     @classmethod
     def build(cls, layout: TokenLayout, valid: Tensor) -> ScaleContext:
         maps = [m.to(valid.device) for m in layout.coarse_maps()]
@@ -146,8 +155,16 @@ class _Projection(nn.Module):
             self.up = nn.Linear(rank, d_model, bias=False)
         nn.init.zeros_(self.up.weight)
 
+    def reduce(self, x: Tensor) -> Tensor:
+        """The first factor (identity for a full map)."""
+        return x if self.down is None else self.down(x)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.up(x if self.down is None else self.down(x))
+        return self.up(self.reduce(x))
+
+
+def _masked(x: Tensor, valid: Tensor | None) -> Tensor:
+    return x if valid is None else x * valid
 
 
 class CrossScaleAggregator(nn.Module):
@@ -181,14 +198,20 @@ class CrossScaleAggregator(nn.Module):
 
     def forward(self, h: Tensor, ctx: ScaleContext) -> Tensor:
         parts = split_scales(h, ctx.spans)
-        valid = split_scales(ctx.valid.unsqueeze(-1).to(h.dtype), ctx.spans)
-        pieces = [torch.zeros_like(p) for p in parts]
-        for k in range(len(ctx.spans) - 1):
+        if len(parts) < 2:
+            return torch.zeros_like(h)
+        valid = ctx.valid_by_scale(h.dtype)
+        received: list[list[Tensor]] = [[] for _ in parts]
+        # The maps are linear without bias, so masking and pooling happen in the low-rank
+        # space (``rank`` wide, not ``d``), and the fine-to-coarse map's second factor runs on
+        # the coarse tokens only.
+        for k in range(len(parts) - 1):
             index = ctx.coarse_maps[k]
-            h_fine, h_coarse = parts[k], parts[k + 1]
-            down = self.coarse_to_fine[k](h_coarse * valid[k + 1])
-            pieces[k] = pieces[k] + down[:, index]
-            up = self.fine_to_coarse[k](h_fine * valid[k])
-            pooled = torch.zeros_like(h_coarse).index_add_(1, index, up)
-            pieces[k + 1] = pieces[k + 1] + pooled / ctx.coarse_counts[k].unsqueeze(-1).to(h.dtype)
-        return torch.cat(pieces, dim=1)
+            c2f, f2c = self.coarse_to_fine[k], self.fine_to_coarse[k]
+            down = c2f.up(_masked(c2f.reduce(parts[k + 1]), valid[k + 1]))
+            received[k].append(down[:, index])
+            z = _masked(f2c.reduce(parts[k]), valid[k])
+            pooled = z.new_zeros(z.shape[0], parts[k + 1].shape[1], z.shape[-1])
+            pooled = pooled.index_add(1, index, z) / ctx.coarse_counts[k].unsqueeze(-1).to(z.dtype)
+            received[k + 1].append(f2c.up(pooled))
+        return torch.cat([sum(r[1:], r[0]) for r in received], dim=1)

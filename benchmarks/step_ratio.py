@@ -10,7 +10,9 @@ runs one step of each model in turn, so load from other processes hits them alik
 gives each model's median step time and the median of the per-round ratios to LoRA.  A step is
 forward, loss, backward and the optimizer step, under the CPU default precision (bf16 autocast)
 and in float32.  ``msft (unfused AdamW)`` is the same MSFT step with torch's default AdamW, so
-its ratio to ``msft`` is what the fused optimizer saves.
+its ratio to ``msft`` is what the fused optimizer saves.  ``msft without aggregator`` and
+``msft without aggregator, one LoRA`` take MSFT's parts away one at a time (the same scales,
+adapters and losses), so the differences between the rows say where MSFT's extra cost lies.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import time
 
 
-def build(strategy: str, backbone, scales: int, fused: bool):
+def build(strategy: str, backbone, scales: int, fused: bool, **options):
     import copy
 
     from msft_forecast.backbones.cache import structural_copy
@@ -30,7 +32,7 @@ def build(strategy: str, backbone, scales: int, fused: bool):
     from msft_forecast.msft.strategies import resolve_strategy
     from msft_forecast.training.lightning import adamw, parameter_groups
 
-    spec = resolve_strategy(strategy, num_scales=scales)
+    spec = resolve_strategy(strategy, num_scales=scales, **options)
     # each model owns a structural copy, as in the engine: models built on one module would
     # write their LoRA and aggregators into each other's slots
     owned = copy.deepcopy(backbone) if spec.train_backbone else structural_copy(backbone)
@@ -62,6 +64,11 @@ def main(argv: list[str] | None = None) -> str:
         "lora": build("lora", backbone, 1, fused=True),
         "msft": build("msft", backbone, args.scales, fused=True),
         "msft (unfused AdamW)": build("msft", backbone, args.scales, fused=False),
+        # where MSFT's cost lies: without the aggregator, then also with one shared LoRA
+        "msft without aggregator": build("msft", backbone, args.scales, True, aggregator=False),
+        "msft without aggregator, one LoRA": build(
+            "msft", backbone, args.scales, True, aggregator=False, shared_lora=True
+        ),
     }
     t = torch.arange(args.context + 96, dtype=torch.float32)
     y = torch.sin(2 * torch.pi * t / 24) + 0.1 * torch.randn(args.batch, args.context + 96)

@@ -75,3 +75,14 @@ def shared_lsf() -> Path:
     if not folder.is_dir():
         pytest.skip(f"benchmark data not found at {folder} (../shared is absent on this machine)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def airline():
+    """The airline series (144 monthly points) as a Darts ``TimeSeries``."""
+    from darts import TimeSeries
+    from sktime.datasets import load_airline
+
+    y = load_airline().astype("float64")
+    y.index = y.index.to_timestamp()
+    return TimeSeries.from_series(y, freq="MS")

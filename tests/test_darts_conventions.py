@@ -16,7 +16,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from darts import TimeSeries
 from darts.utils.likelihood_models import GaussianLikelihood, QuantileRegression
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
@@ -25,15 +24,6 @@ from msft_forecast.darts import MSFTModel
 from msft_forecast.data.darts_series import write_model_folder
 
 C, H = 48, 12
-
-
-@pytest.fixture(scope="module")
-def airline() -> TimeSeries:
-    from sktime.datasets import load_airline
-
-    y = load_airline().astype("float64")
-    y.index = y.index.to_timestamp()
-    return TimeSeries.from_series(y, freq="MS")
 
 
 def _model(backbone, **kwargs) -> MSFTModel:

@@ -26,15 +26,6 @@ C, H = 48, 12
 
 
 @pytest.fixture(scope="module")
-def airline() -> TimeSeries:
-    from sktime.datasets import load_airline
-
-    y = load_airline().astype("float64")
-    y.index = y.index.to_timestamp()
-    return TimeSeries.from_series(y, freq="MS")
-
-
-@pytest.fixture(scope="module")
 def macro() -> TimeSeries:
     from statsmodels.datasets import macrodata
 

@@ -15,7 +15,7 @@ variate id.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -43,15 +43,15 @@ class ScaleContext:
     coarse_maps: list[Tensor]
     coarse_counts: list[Tensor]
     valid: Tensor
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def valid_by_scale(self, dtype: torch.dtype) -> tuple[Tensor | None, ...]:
         """Per scale, ``(B, n_k, 1)`` 1.0 on valid tokens and 0.0 on padding, or ``None`` when
         every token of the scale is valid (no mask to apply); cached per dtype."""
-        cache = self.__dict__.setdefault("_valid_by_scale", {})
-        if dtype not in cache:
+        if dtype not in self._cache:
             parts = split_scales(self.valid.unsqueeze(-1), self.spans)
-            cache[dtype] = tuple(None if bool(v.all()) else v.to(dtype) for v in parts)
-        return cache[dtype]
+            self._cache[dtype] = tuple(None if bool(v.all()) else v.to(dtype) for v in parts)
+        return self._cache[dtype]
 
     @classmethod
     def build(cls, layout: TokenLayout, valid: Tensor) -> ScaleContext:

@@ -2,8 +2,10 @@
 docstrings.
 
 Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (``tests/test_docs.py``
-runs exactly this). The notebooks in ``notebooks/`` (linked as ``docs/notebooks``) are rendered
-as stored, without executing them: ``tests/test_notebooks.py`` executes them.
+runs exactly this). The notebooks in ``notebooks/`` (linked as ``docs/notebooks``) are stored
+with the outputs of a full run (``python scripts/run_notebooks.py``) and rendered as stored,
+figures and tables included, without executing them again: ``tests/test_notebooks.py`` checks
+that the stored outputs come from the current code and executes every notebook.
 """
 
 from __future__ import annotations

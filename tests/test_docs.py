@@ -1,7 +1,7 @@
 """The documentation builds without a single warning (``sphinx-build -W``), the way CI builds it.
 
-Notebooks are rendered as stored (``nb_execution_mode = "off"``); tests/test_notebooks.py runs
-them. API pages are generated from the docstrings, so a broken numpydoc section fails here.
+Notebooks are rendered as stored, with their outputs (``nb_execution_mode = "off"``);
+tests/test_notebooks.py checks the outputs and runs them. API pages are generated from the docstrings, so a broken numpydoc section fails here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def test_docs_build_without_warnings(tmp_path) -> None:
     assert (out / "_images" / "scales_and_mixing.png").is_file()
     notebooks = sorted(p.stem for p in (DOCS.parent / "notebooks").glob("*.ipynb"))
     assert notebooks and all((out / "notebooks" / f"{n}.html").is_file() for n in notebooks)
+    quickstart = (out / "notebooks" / "01_quickstart_sktime.html").read_text(encoding="utf-8")
+    assert "<img" in quickstart and "<table" in quickstart  # outputs shown: figure, DataFrame
     api = (out / "generated" / "msft_forecast.plotting.plot_scales.html").read_text()
     assert "Parameters" in api and "Examples" in api
 

@@ -238,6 +238,21 @@ def test_save_writes_one_file_that_load_reads(darts_style, airline, tmp_path):
         MSFTModel.load(tmp_path / "junk.pt")
 
 
+def test_an_archive_that_would_unpack_too_large_is_refused(darts_style, tmp_path, monkeypatch):
+    from msft_forecast.data import darts_series
+
+    model, _, _ = darts_style
+    path = tmp_path / "model.pt"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        inflated = sum(i.file_size for i in archive.infolist())
+    monkeypatch.setattr(darts_series, "MAX_MODEL_BYTES", inflated - 1)
+    with pytest.raises(ValueError, match="would unpack to .* not loading it"):
+        MSFTModel.load(path)
+    monkeypatch.setattr(darts_series, "MAX_MODEL_BYTES", inflated)
+    MSFTModel.load(path)
+
+
 def test_save_default_path_and_drawn_model_name(tiny_moirai_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = _model(tiny_moirai_dir, save_checkpoints=True)  # model_name drawn, as in Darts

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -23,6 +24,9 @@ from darts.utils.utils import generate_index
 
 #: ``format`` of ``darts_model.json`` in a folder written by ``MSFTModel.save``.
 SAVE_FORMAT = "msft_forecast.darts/1"
+#: Largest unpacked model :func:`read_model` accepts: full fine-tuning of Moirai-large stores
+#: about 1.3 GB of trainable tensors; a bigger archive is not ours (or is a zip bomb).
+MAX_MODEL_BYTES = 8 * 2**30
 
 
 def as_series_list(series: Any, name: str) -> list[TimeSeries]:
@@ -286,10 +290,19 @@ def read_model(source: str | os.PathLike | BinaryIO) -> tuple[dict[str, Any], An
         names = set(archive.namelist())
         if "darts_model.json" not in names:
             raise ValueError(f"{source} is not a model written by MSFTModel.save.")
-        for name in MODEL_FILES:
-            if name in names:
-                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-                (Path(tmp) / name).write_bytes(archive.read(name))
+        members = [archive.getinfo(name) for name in MODEL_FILES if name in names]
+        inflated = sum(member.file_size for member in members)
+        if inflated > MAX_MODEL_BYTES:
+            raise ValueError(
+                f"{source} would unpack to {inflated / 2**30:.1f} GiB, more than any model "
+                f"MSFTModel.save writes ({MAX_MODEL_BYTES / 2**30:.0f} GiB): not loading it."
+            )
+        for member in members:
+            path = Path(tmp) / member.filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # streamed: zipfile stops at each member's declared size, bounded above
+            with archive.open(member) as src, path.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
         return read_model_folder(Path(tmp))
 
 

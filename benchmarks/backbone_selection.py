@@ -16,6 +16,12 @@ Three columns per candidate:
 * **short series validation**: the geometric mean relative MAE of
   :mod:`msft_forecast.benchmarks.short_series` on its validation origins.
 
+Beside quality, the cost of a candidate: its parameters, the size of its weights file (what the
+wheel carries) and the CPU-seconds of one zero-shot forecast of a fixed batch
+(:func:`inference_cost`: one thread, process CPU time, the fastest of several repeats, so that
+other work on the machine disturbs it little; the ratio to the first candidate is the number to
+compare across machines).
+
 ``--split test`` scores the same candidates on the test splits and test windows instead: the
 final check, run once a choice has been made, never to make one.
 
@@ -147,6 +153,53 @@ def short_series(backbone: str, split: str = "validation", windows: int = 5) -> 
     return geometric_mean_relative(scores)
 
 
+def inference_cost(backbone: str, repeats: int = 5, batch: int = 32) -> dict[str, float]:
+    """Parameters, weights-file megabytes and CPU-seconds of one zero-shot forecast of ``batch``
+    series (context 512, patch size 32, horizon 96, the default 100 sample paths; and of the
+    mean alone, the encoder's share) on one thread."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    t = np.arange(CONTEXT + 4 * HORIZON)
+    series = [
+        np.sin(2 * np.pi * t / 24 + k) + 0.1 * rng.standard_normal(t.size) for k in range(batch)
+    ]
+    engine = MSFTEngine(
+        backbone=backbone,
+        fit_strategy="zero-shot",
+        context_length=CONTEXT,
+        patch_size=32,  # the same number of tokens for every candidate
+        validation=None,
+    ).fit(series, freq="h")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine.forecast(series, HORIZON)  # warm-up
+        times, mean_times = [], []
+        for _ in range(repeats):
+            start = time.process_time()
+            engine.forecast(series, HORIZON)
+            times.append(time.process_time() - start)
+            start = time.process_time()
+            engine.forecast(series, HORIZON, 0)
+            mean_times.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    from safetensors import safe_open
+
+    from msft_forecast.backbones.checkpoint import WEIGHTS_FILE, resolve_checkpoint
+
+    weights_file = Path(resolve_checkpoint(backbone).folder) / WEIGHTS_FILE
+    with safe_open(weights_file, "pt") as weights:
+        parameters = sum(int(np.prod(weights.get_slice(k).get_shape())) for k in weights.keys())
+    return {
+        "parameters": float(parameters),
+        "MB": weights_file.stat().st_size / 1e6,
+        "CPU s": min(times),
+        "CPU s (mean only)": min(mean_times),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", required=True)
@@ -173,15 +226,21 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.split} split; LSF: zero-shot MSE, horizon {HORIZON}, context {CONTEXT}, "
         f"windows every {HORIZON} steps; short series: geometric mean relative MAE over "
         f"{SHORT} series, {args.short_windows} windows each; {args.synthetic_count} held-out "
-        f"synthetic series; command: python "
+        f"synthetic series; cost: CPU-seconds of one zero-shot forecast of 32 series (one "
+        f"thread, fastest of 5; 100 sample paths, ratio to the first row, and the mean alone); "
+        f"quality ratio: geometric mean over the quality columns of the ratio to the first row "
+        f"(below 1: better); "
+        f"command: python "
         f"benchmarks/backbone_selection.py {' '.join(shown)}",
         "",
     ]
     short_col = f"short series ({args.split})"
     cols = ([] if args.skip_lsf else list(args.datasets)) + ["synthetic held-out", short_col]
-    lines.append("| backbone | " + " | ".join(cols) + " | seconds |")
-    lines.append("|---|" + "---|" * (len(cols) + 1))
+    costs = ["quality ratio", "parameters", "MB", "CPU s", "CPU s ratio", "CPU s (mean only)"]
+    lines.append("| backbone | " + " | ".join(cols + costs) + " | seconds |")
+    lines.append("|---|" + "---|" * (len(cols) + len(costs) + 1))
     print("\n".join(lines), flush=True)
+    first_cpu, first_row = None, None
     with tempfile.TemporaryDirectory() as tmp:
         for k, name in enumerate(args.backbones):
             backbone = name
@@ -197,7 +256,15 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 row["synthetic held-out"] = synthetic_held_out(backbone, args.synthetic_count)
                 row[short_col] = short_series(backbone, args.split, args.short_windows)
-            cells = " | ".join(f"{row[c]:.4f}" for c in cols)
+            cost = inference_cost(backbone)
+            first_cpu, first_row = first_cpu or cost["CPU s"], first_row or row
+            # every quality column is lower-is-better: one summary against the first candidate
+            ratio = float(np.exp(np.mean([np.log(row[c] / first_row[c]) for c in cols])))
+            cells = " | ".join(f"{row[c]:.4f}" for c in cols) + f" | {ratio:.3f}"
+            cells += (
+                f" | {cost['parameters'] / 1e6:.2f}M | {cost['MB']:.1f} | {cost['CPU s']:.2f} | "
+                f"{cost['CPU s'] / first_cpu:.2f} | {cost['CPU s (mean only)']:.3f}"
+            )
             line = f"| {name} | {cells} | {time.perf_counter() - start:.0f} |"
             lines.append(line)
             print(line, flush=True)

@@ -85,6 +85,12 @@ Sections:
     the bundled backbone against the previous one (``moirai-tiny-v1``), zero-shot: on the
     validation splits and held-out synthetic series (what it was chosen on), then on the test
     splits (``benchmarks/backbone_selection.py``), spliced into ``docs/backbones.md``.
+``backbone_size``
+    the bundled backbone's size, chosen by measurement: the stage-1 recipe pre-trained at two
+    other widths (``d_model`` 64 and 192; resumable runs under ``runs/``, about 30 and 70
+    minutes on one core) and compared zero-shot with the bundled stage 1 (``d_model`` 128) on
+    the validation splits, with parameters, megabytes and inference CPU-seconds
+    (``benchmarks/backbone_selection.py``), spliced into ``docs/backbones.md``.
 ``reported``
     the numbers the MSFT and Moirai papers report, labelled as reported.
 """
@@ -135,8 +141,11 @@ SECTIONS = (
     "historical_forecasts",
     "backbone_speed",
     "bundled_backbone",
+    "backbone_size",
     "reported",
 )
+#: Widths the stage-1 recipe is pre-trained at by ``backbone_size`` (128 is the bundled one).
+SIZE_WIDTHS = (64, 192)
 #: Sections that fit models and write JSON.
 ACCURACY_SECTIONS = (
     "foundation_h96",
@@ -150,6 +159,7 @@ SECTION_PAGES = {
     "own_data": "benchmark_your_data.md",
     "thread_policy": "faq.md",
     "bundled_backbone": "backbones.md",
+    "backbone_size": "backbones.md",
 }
 
 
@@ -547,6 +557,23 @@ def run_section(
             subprocess.run(cmd, check=True, cwd=REPO)
             parts.append(part.read_text(encoding="utf-8"))
         md.write_text("\n".join(parts), encoding="utf-8")
+    elif section == "backbone_size":
+        runs = (out_dir / "runs") if smoke else (REPO / "runs")
+        candidates = ["moirai-tiny-v1"]
+        # stage 1 of tools/pretrain/README.md at other widths; a rerun resumes or reuses a run
+        for width in SIZE_WIDTHS[:1] if smoke else SIZE_WIDTHS:
+            run = runs / f"moirai-d{width}-v1"
+            steps = "2" if smoke else "6186"
+            cmd = [sys.executable, "-m", "tools.pretrain.pretrain", "--out", str(run)]
+            cmd += ["--max-steps", steps, "--seed", "0", "--threads", "1"]
+            cmd += ["--d-model", str(width), "--num-layers", "4"]
+            subprocess.run(cmd, check=True, cwd=REPO)
+            candidates.append(str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run))
+        script = REPO / "benchmarks" / "backbone_selection.py"
+        smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1"]
+        cmd = [sys.executable, str(script), "--backbones", *candidates, "--root", root]
+        cmd += [*(smoke_args if smoke else []), *([] if verify else ["--no-verify"])]
+        subprocess.run(cmd + ["--markdown", str(md)], check=True, cwd=REPO)
     elif section == "historical_forecasts":
         script = REPO / "benchmarks" / "darts_historical_forecasts.py"
         cases = [["--data", "airline"], ["--data", "sine3000", "--loop-windows", "300"]]

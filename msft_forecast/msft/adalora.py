@@ -79,9 +79,10 @@ class AdaLoRA(nn.Module):
 
     def orthogonality(self) -> Tensor:
         """``||Q Q^T - I||_F + ||P^T P - I||_F``."""
-        eye = torch.eye(self.rank, device=self.lora_A.device, dtype=self.lora_A.dtype)
         a, b = self.lora_A, self.lora_B
-        return torch.linalg.matrix_norm(a @ a.T - eye) + torch.linalg.matrix_norm(b.T @ b - eye)
+        eye = torch.eye(self.rank, device=a.device, dtype=a.dtype)
+        with torch.autocast(a.device.type, enabled=False):  # in the parameters' float32
+            return torch.linalg.matrix_norm(a @ a.T - eye) + torch.linalg.matrix_norm(b.T @ b - eye)
 
 
 def adalora_modules(model: nn.Module) -> dict[str, AdaLoRA]:

@@ -106,7 +106,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "Weather"]
-STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
+STRATEGIES = ["zero-shot", "linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft"]
 PEERS = ["dlinear", "nlinear", "patchtst", "timemixer", "itransformer"]
 BASELINES = ["last-value", "seasonal-naive", "theta"]
 CLASSICAL = ["autoets", "autoarima", "autotheta", "seasonal-naive", "theta", "last-value"]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-STRATEGIES = ("linear-probe", "lora", "full", "msft")
+STRATEGIES = ("linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft")
 
 
 def measure(
@@ -30,6 +30,7 @@ def measure(
     import torch
 
     from msft_forecast.backbones.moirai import MoiraiConfig, MoiraiModule
+    from msft_forecast.msft.adalora import RankAllocator
     from msft_forecast.msft.moirai_model import MultiScaleMoirai
     from msft_forecast.msft.strategies import resolve_strategy
     from msft_forecast.training.lightning import adamw, parameter_groups
@@ -40,6 +41,7 @@ def measure(
     model = MultiScaleMoirai(copy.deepcopy(backbone) if spec.train_backbone else backbone, spec, 32)
     model.train()
     opt = adamw(parameter_groups(model, 1e-4, 1e-2, 0.1))  # the package's optimizer (fused)
+    allocator = RankAllocator.for_model(model, steps + 2)  # AdaLoRA's step includes allocation
     t = torch.arange(context + 96, dtype=torch.float32)
     y = torch.sin(2 * torch.pi * t / 24) + 0.1 * torch.randn(batch, context + 96)
     ctx, hor = y[:, :context], y[:, context:]
@@ -56,6 +58,8 @@ def measure(
             loss, _ = model.loss(*args)
         loss.backward()
         opt.step()
+        if allocator is not None:
+            allocator.update_and_allocate(i + 1)
         opt.zero_grad(set_to_none=True)
         if i >= 2:  # warm-up steps excluded
             times.append(time.perf_counter() - start)

@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=float,
         default=_D.learning_rate,
-        help="default: the strategy's (1e-3; 1e-5 for 'full')",
+        help="default: the strategy's (1e-3; 1e-2 for 'prompt-tuning', 1e-5 for 'full')",
     )
     f.add_argument(
         "--num-samples",

@@ -105,8 +105,9 @@ class MSFTModel(GlobalForecastingModel):
     backbone : str, default "moirai"
         Short name (``"moirai"``, ``"moirai-base"``, ``"moment-small"``, ``"moirai-tiny"``,
         ...), hub id or local folder of the pre-trained model.
-    fit_strategy : {"msft", "lora", "full", "linear-probe", "zero-shot"}, default "msft"
-        What ``fit`` trains.
+    fit_strategy : {"msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", \
+"zero-shot"}, default "msft"
+        What ``fit`` trains (the table in ``docs/strategies.md``).
     num_scales : int, default 4
         Number of temporal scales (MSFT).
     quantiles : sequence of float, default (0.1, 0.2, ..., 0.9)
@@ -162,9 +163,10 @@ class MSFTModel(GlobalForecastingModel):
     add_encoders : dict, optional
         Refused: encoders produce covariates, which this model does not read yet.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
-shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, learning_rate, \
-scale_weight_lr, scale_weight_prior, weight_decay, max_time, val_check_interval, \
-early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num_threads
+shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, \
+num_prompt_tokens, learning_rate, scale_weight_lr, scale_weight_prior, weight_decay, max_time, \
+val_check_interval, early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, \
+num_threads
         The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
         ``checkpoint_dir`` and ``resume``: write ``last.ckpt`` there during ``fit`` and
         continue an interrupted fit from it.
@@ -242,6 +244,7 @@ early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, num
         mixing: str = _D.mixing,
         scale_weighting: str = _D.scale_weighting,
         train_head: bool = _D.train_head,
+        num_prompt_tokens: int = _D.num_prompt_tokens,
         learning_rate: float | None = _D.learning_rate,
         scale_weight_lr: float = _D.scale_weight_lr,
         scale_weight_prior: float = _D.scale_weight_prior,

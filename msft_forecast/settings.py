@@ -16,6 +16,10 @@ from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_
 DEFAULT_LEARNING_RATES: dict[str, float] = {
     "msft": 1e-3,
     "lora": 1e-3,
+    # prompts start from random tokens, not a zero update: a larger step (peft's
+    # prompt-tuning examples use 3e-2 with AdamW); not yet measured here
+    "adalora": 1e-3,
+    "prompt-tuning": 1e-2,
     "linear-probe": 1e-3,
     "full": 1e-5,
     "zero-shot": 0.0,
@@ -43,9 +47,13 @@ class MSFTSettings:
     allow_fallback : bool, default=True
         If the hub cannot be reached for ``backbone="moirai"``, warn and use the bundled
         ``"moirai-tiny"`` instead of raising.
-    fit_strategy : {"msft", "lora", "full", "linear-probe", "zero-shot"}, default="msft"
+    fit_strategy : {"msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", \
+"zero-shot"}, default="msft"
         What is trained: ``"msft"`` per-scale adapters and LoRA, cross-scale aggregator and
-        head; ``"lora"`` single-scale LoRA and head; ``"full"`` every weight;
+        head; ``"lora"`` single-scale LoRA and head; ``"adalora"`` AdaLoRA (SVD-form LoRA whose
+        ranks are pruned by importance to an average of ``lora_rank``) and head;
+        ``"prompt-tuning"`` ``num_prompt_tokens`` learned prefix tokens (and MOMENT's new
+        heads); ``"full"`` every weight;
         ``"linear-probe"`` the head only; ``"zero-shot"`` nothing (Moirai only: MOMENT has no
         forecasting head before fine-tuning).
     context_length : int, default=512
@@ -70,7 +78,8 @@ class MSFTSettings:
     pooling : {"mean", "max", "subsample"}, default="mean"
         How coarser scales are built from finer ones.
     lora_rank : int, default=16
-        LoRA rank (``"msft"``, ``"lora"``).
+        LoRA rank (``"msft"``, ``"lora"``); for ``"adalora"`` the target average rank, from an
+        initial rank of ``ceil(1.5 * lora_rank)``.
     lora_alpha : float, default=16.0
         LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_rank``).
     lora_targets : tuple of str, default=("q", "k", "v")
@@ -93,10 +102,15 @@ default="validation"
         finest scale only (see :mod:`msft_forecast.msft.mixing`; the default was chosen by
         measurement, docs/benchmarks.md).
     train_head : bool, default=True
-        Train the output head (Moirai's distribution projection) in ``"msft"`` / ``"lora"``.
+        Train the output head (Moirai's distribution projection) in ``"msft"``, ``"lora"`` and
+        ``"adalora"``.
+    num_prompt_tokens : int, default=8
+        Learned prefix tokens of ``"prompt-tuning"``: the low end of the 8-20 that prompt
+        tuning commonly uses, because every prompt lengthens the token sequence of every window
+        (a 512-step context with patch size 32 has 16 context tokens).
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
-        parameter-efficient strategies, 1e-5 for ``"full"``).
+        parameter-efficient strategies, 1e-2 for ``"prompt-tuning"``, 1e-5 for ``"full"``).
     scale_weight_lr : float, default=1e-2
         Learning rate of the trained scale logits (the in-loss training weights of
         ``"validation"`` and ``"paper"``; the weights of ``"learned"``).
@@ -185,6 +199,7 @@ default="validation"
     mixing: str = "mixture"
     scale_weighting: str = "validation"
     train_head: bool = True
+    num_prompt_tokens: int = 8
     learning_rate: float | None = None
     scale_weight_lr: float = 1e-2
     scale_weight_prior: float = 0.0
@@ -284,6 +299,7 @@ default="validation"
             scale_weighting=self.scale_weighting,
             scale_weight_prior=self.scale_weight_prior,
             train_head=self.train_head,
+            num_prompt_tokens=self.num_prompt_tokens,
         )
 
     def strategy_spec(self) -> StrategySpec:

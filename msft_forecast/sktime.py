@@ -62,11 +62,14 @@ class MSFTForecaster(BaseForecaster):
     allow_fallback : bool, default=True
         If the hub cannot be reached for ``backbone="moirai"``, warn and use the bundled
         ``"moirai-tiny"`` instead of raising.
-    fit_strategy : {"msft", "lora", "full", "linear-probe", "zero-shot"}, default="msft"
+    fit_strategy : {"msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", \
+"zero-shot"}, default="msft"
         What is trained: ``"msft"`` per-scale adapters and LoRA, cross-scale aggregator and
-        head; ``"lora"`` single-scale LoRA and head; ``"full"`` every weight;
-        ``"linear-probe"`` the head only; ``"zero-shot"`` nothing (Moirai only: MOMENT has no
-        forecasting head before fine-tuning).
+        head; ``"lora"`` single-scale LoRA and head; ``"adalora"`` AdaLoRA (SVD-form LoRA whose
+        ranks are pruned by importance to an average of ``lora_rank``) and head;
+        ``"prompt-tuning"`` ``num_prompt_tokens`` learned prefix tokens (and MOMENT's new
+        heads); ``"full"`` every weight; ``"linear-probe"`` the head only; ``"zero-shot"``
+        nothing (Moirai only: MOMENT has no forecasting head before fine-tuning).
     context_length : int, default=512
         Steps of history the model sees; the last ``context_length`` steps of every series
         are kept for prediction.  Capped at fit by the longest series (steps before a
@@ -110,10 +113,13 @@ default="validation"
         finest scale only (see :mod:`msft_forecast.msft.mixing`; the default was chosen by
         measurement, docs/benchmarks.md).
     train_head : bool, default=True
-        Train the output head (Moirai's distribution projection) in ``"msft"`` / ``"lora"``.
+        Train the output head (Moirai's distribution projection) in ``"msft"``, ``"lora"`` and
+        ``"adalora"``.
+    num_prompt_tokens : int, default=8
+        Learned prefix tokens of ``"prompt-tuning"``.
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
-        parameter-efficient strategies, 1e-5 for ``"full"``).
+        parameter-efficient strategies, 1e-2 for ``"prompt-tuning"``, 1e-5 for ``"full"``).
     scale_weight_lr : float, default=1e-2
         Learning rate of the trained scale logits (the in-loss training weights of
         ``"validation"`` and ``"paper"``; the weights of ``"learned"``).
@@ -279,6 +285,7 @@ default="validation"
         mixing: str = _D.mixing,
         scale_weighting: str = _D.scale_weighting,
         train_head: bool = _D.train_head,
+        num_prompt_tokens: int = _D.num_prompt_tokens,
         learning_rate: float | None = _D.learning_rate,
         scale_weight_lr: float = _D.scale_weight_lr,
         scale_weight_prior: float = _D.scale_weight_prior,

@@ -163,16 +163,19 @@ RESUMABLE = dict(
 )
 
 
-def test_interrupted_fit_resumes_to_the_uninterrupted_result(monkeypatch, y, tmp_path):
+@pytest.mark.parametrize("strategy", ["msft", "adalora"])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(monkeypatch, y, tmp_path, strategy):
     """Ctrl+C at step 7 of 12; ``last.ckpt`` was written at step 6 (every 3 steps, after the
     validation); ``resume=True`` continues from it and ends bit-identical to a fit that was
-    never interrupted: same trainable tensors, best step, histories and forecasts."""
-    uninterrupted = MSFTForecaster(**RESUMABLE).fit(y, fh=[1, 2, 3])
+    never interrupted: same trainable tensors, best step, histories and forecasts (AdaLoRA:
+    its rank masks and importance statistics travel in the checkpoint)."""
+    settings = dict(RESUMABLE, fit_strategy=strategy)
+    uninterrupted = MSFTForecaster(**settings).fit(y, fh=[1, 2, 3])
 
     folder = tmp_path / "ckpt"
     with monkeypatch.context() as m:
         _fail_at_step(m, 7, KeyboardInterrupt)
-        interrupted = MSFTForecaster(**RESUMABLE, checkpoint_dir=str(folder))
+        interrupted = MSFTForecaster(**settings, checkpoint_dir=str(folder))
         with pytest.raises(KeyboardInterrupt, match="resume=True"):
             interrupted.fit(y, fh=[1, 2, 3])
     assert not interrupted.is_fitted
@@ -185,7 +188,7 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(monkeypatch, y, tmp
     trainable = uninterrupted.engine_.trainable_state()
     assert {k.removeprefix("model.") for k in saved["state_dict"]} == set(trainable)
 
-    resumed = MSFTForecaster(**RESUMABLE, checkpoint_dir=str(folder), resume=True)
+    resumed = MSFTForecaster(**settings, checkpoint_dir=str(folder), resume=True)
     resumed.fit(y, fh=[1, 2, 3])
     a, b = uninterrupted.engine_, resumed.engine_
     for name, value in a.trainable_state().items():

@@ -733,7 +733,7 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
     parser.add_argument(
         "--strategies",
         nargs="+",
-        default=["zero-shot", "linear-probe", "lora", "full", "msft"],
+        default=["zero-shot", "linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft"],
         metavar="NAME",
         help=f"any of: {', '.join(ALL_MODELS)}",
     )

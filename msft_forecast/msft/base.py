@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from msft_forecast.msft.adalora import orthogonal_regularisation
 from msft_forecast.msft.layout import TokenLayout
 from msft_forecast.msft.mixing import (
     _MIN_WEIGHT,
@@ -33,6 +34,10 @@ from msft_forecast.msft.mixing import (
     fit_simplex_weights,
 )
 from msft_forecast.msft.strategies import StrategySpec
+
+#: Buffers fine-tuning writes and saved models keep with the trainable tensors (AdaLoRA's
+#: allocated ranks).
+TRAINED_BUFFERS: tuple[str, ...] = ("rank_mask",)
 
 
 @dataclass
@@ -135,18 +140,23 @@ class MultiScaleModel(nn.Module):
         """Freeze and unfreeze tensors as the strategy says."""
         raise NotImplementedError
 
+    def trained_tensors(self) -> dict[str, Tensor]:
+        """The live tensors fine-tuning changes: the trainable parameters and the buffers named
+        in :data:`TRAINED_BUFFERS`."""
+        out: dict[str, Tensor] = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        for name, buf in self.named_buffers():
+            if name.rsplit(".", 1)[-1] in TRAINED_BUFFERS:
+                out[name] = buf
+        return out
+
     def trainable_tensors(self) -> dict[str, Tensor]:
         """Every tensor fine-tuning owns (everything but the frozen backbone), on the CPU."""
-        return {
-            name: p.detach().cpu().contiguous()
-            for name, p in self.named_parameters()
-            if p.requires_grad
-        }
+        return {name: t.detach().cpu().contiguous() for name, t in self.trained_tensors().items()}
 
     def load_trainable(self, tensors: dict[str, Tensor]) -> None:
         """Copy saved trainable tensors in, checking their names and shapes."""
-        params = dict(self.named_parameters())
-        wanted = {n for n, p in params.items() if p.requires_grad}
+        params = self.trained_tensors()
+        wanted = set(params)
         if set(tensors) != wanted:
             missing, unexpected = sorted(wanted - set(tensors)), sorted(set(tensors) - wanted)
             raise ValueError(
@@ -256,6 +266,9 @@ class MultiScaleModel(nn.Module):
             loss = (self.scale_weights().to(losses.dtype) * losses).sum()
         else:
             loss = losses.mean()
+        regularisation = orthogonal_regularisation(self.msft_modules())
+        if regularisation is not None:  # AdaLoRA's orthogonality term
+            loss = loss + regularisation.to(loss.dtype)
         if self.mixing_logits is not None and self.mixing_logits.requires_grad:
             # a zero-gradient term keeps DDP's reducer from waiting for a gradient the loss
             # never sends (AdamW leaves a tensor with zero gradient and no decay unchanged)

@@ -7,6 +7,10 @@
 * :class:`CrossScaleAggregator` - coarse-to-fine and fine-to-coarse exchange between adjacent
   scales after each layer's attention, zero-initialised, attached to the ``aggregator`` slots.
 
+The other parameter-efficient strategies use the same slots: ``"adalora"`` puts an
+:class:`~msft_forecast.msft.adalora.AdaLoRA` in the ``lora`` slots (:func:`lora_for`), and
+``"prompt-tuning"`` prepends :class:`PromptTokens` to the encoder's input.
+
 All three are exact no-ops at initialisation, so an untrained MSFT model computes what the
 frozen backbone computes.  They route tokens by the static :class:`ScaleContext`, never by
 variate id.
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from msft_forecast.msft.adalora import AdaLoRA
 from msft_forecast.msft.layout import ScaleSpan, TokenLayout
+from msft_forecast.msft.strategies import StrategySpec
 
 
 @dataclass
@@ -140,6 +146,34 @@ class ScaleLoRA(nn.Module):
         pairs = zip(self.lora_A.unbind(0), self.lora_B.unbind(0), strict=True)
         fns = [self._delta(a, b) for a, b in pairs]
         return _per_scale(x, ctx.spans, fns) * self.scaling
+
+
+def lora_for(spec: StrategySpec, in_features: int, out_features: int) -> nn.Module:
+    """The low-rank update a strategy puts on a frozen ``in -> out`` projection: AdaLoRA at its
+    initial rank, or :class:`ScaleLoRA`."""
+    if spec.adalora:
+        return AdaLoRA(in_features, out_features, spec.adalora_init_rank, spec.lora_alpha)
+    return ScaleLoRA(
+        in_features, out_features, spec.num_scales, spec.lora_rank, spec.lora_alpha,
+        spec.shared_lora,
+    )  # fmt: skip
+
+
+class PromptTokens(nn.Module):
+    """``n`` learned tokens prepended to every row of the encoder's input (prompt tuning,
+    Lester et al., 2021), drawn from N(0, 1) as peft's random prompt initialisation."""
+
+    def __init__(self, num_tokens: int, d_model: int) -> None:
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(num_tokens, d_model))
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def prepend(self, x: Tensor) -> Tensor:
+        """``(B, N, d) -> (B, n + N, d)``, the prompts first."""
+        prompts = self.tokens.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+        return torch.cat([prompts, x], dim=1)
 
 
 class _Projection(nn.Module):

@@ -24,7 +24,13 @@ from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
 from msft_forecast.msft.base import ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
 from msft_forecast.msft.mixing import CombinationStatistics, crps_statistics, mixture_nll
-from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.modules import (
+    CrossScaleAggregator,
+    PromptTokens,
+    ScaleAdapters,
+    ScaleContext,
+    lora_for,
+)
 from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
@@ -116,24 +122,19 @@ def pack_tokens(
 
 
 def _attach_lora(backbone: nn.Module, spec: StrategySpec) -> None:
-    """Put a :class:`ScaleLoRA` into the backbone's ``lora`` slots named by the strategy."""
-    kwargs = dict(
-        num_scales=spec.num_scales,
-        rank=spec.lora_rank,
-        alpha=spec.lora_alpha,
-        shared=spec.shared_lora,
-    )
+    """Put the strategy's low-rank update (:func:`lora_for`: LoRA or AdaLoRA) into the
+    backbone's ``lora`` slots it names."""
     for layer in backbone.encoder.layers:
         attn = layer.self_attn
         names = {"q": attn.q_proj, "k": attn.k_proj, "v": attn.v_proj, "out": attn.out_proj}
         for target, linear in names.items():
             if target in spec.lora_targets:
-                attn.lora[target] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
+                attn.lora[target] = lora_for(spec, linear.in_features, linear.out_features)
         if "ffn" in spec.lora_targets:
             ffn = layer.ffn
             for name in ("fc1", "fc_gate", "fc2"):
                 linear = getattr(ffn, name)
-                ffn.lora[name] = ScaleLoRA(linear.in_features, linear.out_features, **kwargs)
+                ffn.lora[name] = lora_for(spec, linear.in_features, linear.out_features)
 
 
 class MultiScaleMoirai(MultiScaleModel):
@@ -178,6 +179,7 @@ class MultiScaleMoirai(MultiScaleModel):
         self.max_patch_size = max(patch_sizes)
         d_model = backbone.config.d_model
         self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
+        self.prompts = PromptTokens(spec.prompt_tokens, d_model) if spec.prompt_tokens else None
         if spec.lora_targets:
             _attach_lora(backbone, spec)
         if spec.aggregator:
@@ -231,8 +233,8 @@ class MultiScaleMoirai(MultiScaleModel):
         self._set_scale_weights_trainable()
 
     def msft_modules(self) -> list[nn.Module]:
-        """The modules MSFT added (adapters, LoRA, aggregators)."""
-        mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]
+        """The modules the strategy added (adapters, LoRA or AdaLoRA, aggregators, prompts)."""
+        mods: list[nn.Module] = [m for m in (self.adapters, self.prompts) if m is not None]
         for layer in self.backbone.encoder.layers:
             mods += list(layer.self_attn.lora.values()) + list(layer.ffn.lora.values())
             if layer.aggregator is not None:
@@ -276,6 +278,8 @@ class MultiScaleMoirai(MultiScaleModel):
         x = bb.embed(scaled, tok.patch_size, tok.prediction_mask)
         if self.adapters is not None:
             x = self.adapters(x, tok.ctx)
+        if self.prompts is not None:
+            return self._encode_with_prompts(x, tok), loc, scale
         # one attention block per scale: scales share no group id, so attending scale by scale
         # gives the same outputs for a fraction of the scores
         blocks = [span.tokens for span in tok.ctx.spans]
@@ -283,6 +287,28 @@ class MultiScaleMoirai(MultiScaleModel):
         for layer in bb.encoder.layers:
             x = layer(x, bias, scale_ctx=tok.ctx)
         return bb.encoder.norm(x), loc, scale
+
+    def _encode_with_prompts(self, x: Tensor, tok: MoiraiTokens) -> Tensor:
+        """The encoder over the prompts followed by the (single-scale) tokens; returns the
+        tokens' representations only, so the head never reads a prompt.
+
+        The prompts sit just before the first observed context token: time ids ``0 .. n-1``
+        and the series' time ids shifted by ``n`` (rotary attention depends on time
+        differences only, so the series' tokens see each other exactly as without prompts);
+        the group id of the series (1), so padding tokens (group 0) neither see them nor are
+        seen; variate id 0 like the series, so the binary variate bias stays constant.
+        """
+        bb, n = self.backbone, len(self.prompts)
+        batch = x.shape[0]
+        x = self.prompts.prepend(x)
+        ids = torch.arange(n, device=x.device).expand(batch, -1)
+        sample_id = torch.cat([torch.ones_like(ids), tok.sample_id], 1)
+        variate_id = torch.cat([torch.zeros_like(ids), tok.variate_id], 1)
+        time_id = torch.cat([ids, tok.time_id + n], 1)
+        bias = bb.attention_bias(sample_id, variate_id, time_id)
+        for layer in bb.encoder.layers:
+            x = layer(x, bias)
+        return bb.encoder.norm(x)[:, n:]
 
     def _horizon_distributions(self, tok: MoiraiTokens, layout: TokenLayout):
         """Each scale's predictive distribution over its horizon tokens."""

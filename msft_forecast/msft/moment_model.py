@@ -25,7 +25,13 @@ from torch import Tensor, nn
 from msft_forecast.msft.base import ModelForecast, MultiScaleModel, context_spread
 from msft_forecast.msft.layout import TokenLayout
 from msft_forecast.msft.mixing import CombinationStatistics, squared_error_statistics
-from msft_forecast.msft.modules import CrossScaleAggregator, ScaleAdapters, ScaleContext, ScaleLoRA
+from msft_forecast.msft.modules import (
+    CrossScaleAggregator,
+    PromptTokens,
+    ScaleAdapters,
+    ScaleContext,
+    lora_for,
+)
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
 
@@ -81,32 +87,35 @@ class MultiScaleMoment(MultiScaleModel):
             for span in self._layout.spans
         )
         self.adapters = ScaleAdapters(d_model, spec.num_scales) if spec.scale_adapters else None
-        lora = dict(
-            num_scales=spec.num_scales,
-            rank=spec.lora_rank,
-            alpha=spec.lora_alpha,
-            shared=spec.shared_lora,
-        )
+        self.prompts = PromptTokens(spec.prompt_tokens, d_model) if spec.prompt_tokens else None
         for block in backbone.encoder.block:
             attn = block.layer[0].SelfAttention
             for name in ("q", "k", "v"):
                 if name in spec.lora_targets:
                     lin = getattr(attn, name)
-                    attn.lora[name] = ScaleLoRA(lin.in_features, lin.out_features, **lora)
+                    attn.lora[name] = lora_for(spec, lin.in_features, lin.out_features)
             if "out" in spec.lora_targets:
-                attn.lora["o"] = ScaleLoRA(attn.o.in_features, attn.o.out_features, **lora)
+                attn.lora["o"] = lora_for(spec, attn.o.in_features, attn.o.out_features)
             if "ffn" in spec.lora_targets:
                 ffn = block.layer[1].DenseReluDense
                 for name in ("wi_0", "wi_1", "wo"):
                     lin = getattr(ffn, name)
-                    ffn.lora[name] = ScaleLoRA(lin.in_features, lin.out_features, **lora)
+                    ffn.lora[name] = lora_for(spec, lin.in_features, lin.out_features)
             if spec.aggregator:
                 block.aggregator = CrossScaleAggregator(
                     d_model, spec.num_scales, spec.aggregator_rank
                 )
         self._init_scale_weights()
-        position = torch.cat([torch.arange(s.num_context) for s in self._layout.spans]).unsqueeze(0)
-        self.register_buffer("position_ids", position, persistent=False)
+        position = torch.cat([torch.arange(s.num_context) for s in self._layout.spans])
+        scale_of = self._layout.scale_of_token
+        n = spec.prompt_tokens
+        if n:
+            # the prompts sit just before the first patch: T5's relative position bias sees the
+            # patches as before (offsets unchanged) and each prompt at a fixed offset before them
+            position = torch.cat([torch.arange(n), position + n])
+            scale_of = torch.cat([torch.zeros(n, dtype=scale_of.dtype), scale_of])
+        self.register_buffer("position_ids", position.unsqueeze(0), persistent=False)
+        self.register_buffer("scale_of_token", scale_of, persistent=False)
         self.set_trainable()
 
     kind = "moment"
@@ -127,7 +136,7 @@ class MultiScaleMoment(MultiScaleModel):
                 "MOMENT has no forecasting head from pre-training, so it cannot forecast "
                 "zero-shot. "
                 "Use fit_strategy='linear-probe' (MOMENT's standard fine-tuning: frozen encoder, "
-                "trained head), 'lora', 'msft' or 'full'."
+                "trained head), 'lora', 'adalora', 'prompt-tuning', 'msft' or 'full'."
             )
 
     @classmethod
@@ -157,7 +166,7 @@ class MultiScaleMoment(MultiScaleModel):
         self._set_scale_weights_trainable()
 
     def msft_modules(self) -> list[nn.Module]:
-        mods: list[nn.Module] = [] if self.adapters is None else [self.adapters]
+        mods: list[nn.Module] = [m for m in (self.adapters, self.prompts) if m is not None]
         for block in self.backbone.encoder.block:
             mods += list(block.layer[0].SelfAttention.lora.values())
             mods += list(block.layer[1].DenseReluDense.lora.values())
@@ -197,12 +206,19 @@ class MultiScaleMoment(MultiScaleModel):
         ctx = ScaleContext.build(self._layout, key_valid)
         if self.adapters is not None:
             x = self.adapters(x, ctx)
-        same_scale = self._layout.scale_of_token.to(x.device)
+        n = 0 if self.prompts is None else len(self.prompts)
+        if n:
+            # prompts: every patch sees them and they see every observed patch; the heads read
+            # the patches only
+            x = self.prompts.prepend(x)
+            key_valid = torch.cat([key_valid.new_ones(key_valid.shape[0], n), key_valid], 1)
+            ctx = None  # no scale-aware part runs with prompts
+        same_scale = self.scale_of_token
         allowed = (same_scale[:, None] == same_scale[None, :]).unsqueeze(0) & key_valid[:, None, :]
         # a query whose scale has no observed patch would attend to nothing: let it see itself
         allowed = allowed | torch.eye(allowed.shape[-1], dtype=torch.bool, device=x.device)
         bias = bb.attention_bias(allowed, self.position_ids)
-        hidden = bb.encode(x, bias, scale_ctx=ctx)
+        hidden = bb.encode(x, bias, scale_ctx=ctx)[:, n:]
         preds = []
         for span, head in zip(self._layout.spans, self.heads, strict=True):
             preds.append(head(hidden[:, span.tokens].flatten(1)))

@@ -7,13 +7,18 @@ random weights, no download) to print the table.  With ``d`` the model width, ``
 
     adapters    S (d^2 + d)
     LoRA        L |T| S r (d + d)          (S -> 1 when shared, and for "lora")
+    AdaLoRA     L |T| r0 (d + d + 1)       (r0 = ceil(1.5 r) initial rank; P, Q and lambda)
+    prompts     n d                        (n = num_prompt_tokens)
     aggregator  L (S - 1) 2 (2 d a)        (2 d^2 per map when a is None: full maps)
     head        parameters of the distribution projection (all patch sizes)
     weights     S                          (scale logits, when S > 1: validation, learned,
                                             paper; plus S fitted weights for validation)
 
-``"msft"`` trains all five, ``"lora"`` LoRA + head, ``"linear-probe"`` the head, ``"full"``
-every backbone weight, ``"zero-shot"`` nothing.
+``"msft"`` trains adapters, LoRA, aggregator, head and weights, ``"lora"`` LoRA + head,
+``"adalora"`` AdaLoRA + head (pruned singular values stay tensors: the count is that of the
+initial rank; the rank masks are buffers, not parameters), ``"prompt-tuning"`` the prompts
+(on MOMENT also its new heads), ``"linear-probe"`` the head, ``"full"`` every backbone weight,
+``"zero-shot"`` nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import argparse
 from torch import nn
 
 from msft_forecast.msft.mixing import TRAINED_WEIGHTINGS
-from msft_forecast.msft.strategies import StrategySpec, resolve_strategy
+from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
 
 
 def moirai_trainable_formula(
@@ -43,8 +48,11 @@ def moirai_trainable_formula(
     if spec.scale_adapters:
         total += s * (d * d + d)
     per_lora = (1 if spec.shared_lora or s == 1 else s) * spec.lora_rank * 2 * d
+    if spec.adalora:
+        per_lora = spec.adalora_init_rank * (2 * d + 1)
     attn_targets = [t for t in spec.lora_targets if t != "ffn"]
     total += n * len(attn_targets) * per_lora
+    total += spec.prompt_tokens * d
     if spec.aggregator:
         per_map = d * d if spec.aggregator_rank is None else 2 * d * spec.aggregator_rank
         total += n * (s - 1) * 2 * per_map
@@ -75,10 +83,10 @@ def table(d_model: int = 384, num_layers: int = 6, num_scales: int = 4) -> list[
     head = sum(p.numel() for p in backbone.param_proj.parameters())
     total = sum(p.numel() for p in backbone.parameters())
     rows = []
-    for name in ("zero-shot", "linear-probe", "lora", "full", "msft"):
+    for name in FIT_STRATEGIES:
         spec = resolve_strategy(name, num_scales=num_scales)
         model = MultiScaleMoirai(copy.deepcopy(backbone), spec, 32)
-        tokens = TokenLayout(512, 96, 32, spec.num_scales).num_tokens
+        tokens = TokenLayout(512, 96, 32, spec.num_scales).num_tokens + spec.prompt_tokens
         rows.append(
             {
                 "strategy": name,
@@ -102,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = table(args.d_model, args.num_layers, args.num_scales)
     print(
         f"Moirai architecture d_model={args.d_model}, num_layers={args.num_layers}, "
-        f"num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v, aggregator rank 64"
+        f"num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v (AdaLoRA: initial rank 24, "
+        f"target 16), aggregator rank 64, 8 prompt tokens"
     )
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |")

@@ -3,16 +3,25 @@
 Every strategy runs through the same model and training code; a strategy is only a
 :class:`StrategySpec` saying which MSFT parts to build and which tensors to train.
 
-=================  ======  ========  =====  ==========  =====  ========
-strategy           scales  adapters  LoRA   aggregator  head   backbone
-=================  ======  ========  =====  ==========  =====  ========
-``"msft"``         K + 1   per scale per    yes         yes    frozen
-                                     scale
-``"lora"``         1       no        one    no          yes    frozen
-``"full"``         1       no        no     no          yes    trained
-``"linear-probe"`` 1       no        no     no          yes    frozen
-``"zero-shot"``    1       no        no     no          no     frozen
-=================  ======  ========  =====  ==========  =====  ========
+=====================  ======  ========  =========  ==========  ======  ========  =======
+strategy               scales  adapters  LoRA       aggregator  head    backbone  prompts
+=====================  ======  ========  =========  ==========  ======  ========  =======
+``"msft"``             K + 1   per scale per scale  yes         yes     frozen    no
+``"lora"``             1       no        one        no          yes     frozen    no
+``"adalora"``          1       no        one (SVD,  no          yes     frozen    no
+                                         pruned)
+``"prompt-tuning"``    1       no        no         no          MOMENT  frozen    yes
+``"full"``             1       no        no         no          yes     trained   no
+``"linear-probe"``     1       no        no         no          yes     frozen    no
+``"zero-shot"``        1       no        no         no          no      frozen    no
+=====================  ======  ========  =========  ==========  ======  ========  =======
+
+``"adalora"`` (Zhang et al., 2023) puts an SVD-form update ``P diag(lambda) Q`` on the
+projections LoRA targets, starts at rank ``ceil(1.5 * lora_rank)`` and prunes the least
+important singular values to an average rank of ``lora_rank`` on a cubic schedule
+(:mod:`msft_forecast.msft.adalora`).  ``"prompt-tuning"`` (Lester et al., 2021) prepends
+``num_prompt_tokens`` learned tokens to the encoder's input and trains those alone; MOMENT,
+which has no forecasting head from pre-training, trains its new heads too ("head: MOMENT").
 
 The ablations of the paper are switches on ``"msft"``: ``aggregator=False``,
 ``shared_lora=True``, ``scale_weighting="finest"`` (train on all scales, forecast with scale 0
@@ -29,8 +38,18 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-FitStrategy = Literal["msft", "lora", "full", "linear-probe", "zero-shot"]
-FIT_STRATEGIES: tuple[str, ...] = ("msft", "lora", "full", "linear-probe", "zero-shot")
+FitStrategy = Literal[
+    "msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", "zero-shot"
+]
+FIT_STRATEGIES: tuple[str, ...] = (
+    "msft",
+    "lora",
+    "adalora",
+    "prompt-tuning",
+    "full",
+    "linear-probe",
+    "zero-shot",
+)
 MixingMode = Literal["blend", "mixture"]
 MIXING_MODES: tuple[str, ...] = ("blend", "mixture")
 ScaleWeighting = Literal["validation", "learned", "paper", "uniform", "finest"]
@@ -53,7 +72,12 @@ class StrategySpec:
     lora_targets : tuple of str
         Projections that get LoRA (subset of ``("q", "k", "v", "out", "ffn")``); empty for none.
     lora_rank, lora_alpha : int, float
-        LoRA rank and alpha.
+        LoRA rank and alpha (``"adalora"``: the target average rank, see
+        :attr:`adalora_init_rank`).
+    adalora : bool
+        The LoRA slots hold AdaLoRA's SVD-form updates with rank allocation instead of LoRA.
+    prompt_tokens : int
+        Learned prefix tokens prepended to the encoder's input (0: none).
     shared_lora : bool
         One LoRA for all scales instead of one per scale.
     aggregator : bool
@@ -81,6 +105,8 @@ class StrategySpec:
     lora_targets: tuple[str, ...] = ()
     lora_rank: int = 16
     lora_alpha: float = 16.0
+    adalora: bool = False
+    prompt_tokens: int = 0
     shared_lora: bool = False
     aggregator: bool = False
     aggregator_rank: int | None = 64
@@ -90,6 +116,16 @@ class StrategySpec:
     train_head: bool = True
     train_backbone: bool = False
     trains: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens and (self.num_scales > 1 or self.lora_targets or self.aggregator):
+            raise ValueError("Prompt tokens are built for one scale without LoRA or aggregator.")
+
+    @property
+    def adalora_init_rank(self) -> int:
+        """AdaLoRA's initial rank: 1.5 times the target average rank, as in the paper's
+        experiments (``b(0) = 1.5 b(T)``; peft's defaults 12 and 8 have the same ratio)."""
+        return math.ceil(1.5 * self.lora_rank)
 
 
 def resolve_strategy(
@@ -106,6 +142,7 @@ def resolve_strategy(
     scale_weighting: str = "validation",
     scale_weight_prior: float = 0.0,
     train_head: bool = True,
+    num_prompt_tokens: int = 8,
 ) -> StrategySpec:
     """Turn user settings into a :class:`StrategySpec`, validating every value.
 
@@ -140,6 +177,8 @@ def resolve_strategy(
         raise ValueError(f"lora_rank must be >= 1, got {lora_rank!r}.")
     if aggregator_rank is not None and int(aggregator_rank) < 1:
         raise ValueError(f"aggregator_rank must be >= 1 or None, got {aggregator_rank!r}.")
+    if not isinstance(num_prompt_tokens, int) or num_prompt_tokens < 1:
+        raise ValueError(f"num_prompt_tokens must be an integer >= 1, got {num_prompt_tokens!r}.")
     lora = dict(lora_rank=int(lora_rank), lora_alpha=float(lora_alpha))
     if fit_strategy == "msft":
         return StrategySpec(
@@ -160,6 +199,14 @@ def resolve_strategy(
         return StrategySpec(
             "lora", lora_targets=targets, shared_lora=True, train_head=train_head, **lora
         )
+    if fit_strategy == "adalora":
+        return StrategySpec(
+            "adalora", lora_targets=targets, adalora=True, shared_lora=True,
+            train_head=train_head, **lora,
+        )  # fmt: skip
+    if fit_strategy == "prompt-tuning":
+        # the prompts alone (Lester et al.); a backbone whose head is new trains it too
+        return StrategySpec("prompt-tuning", prompt_tokens=num_prompt_tokens, train_head=False)
     if fit_strategy == "full":
         return StrategySpec("full", train_backbone=True)
     if fit_strategy == "linear-probe":

@@ -114,7 +114,7 @@ class FineTuneModule(L.LightningModule):
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Only the trainable tensors (what a resumable checkpoint needs)."""
         full = super().state_dict(*args, **kwargs)
-        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        trainable = {f"model.{n}" for n in self.model.trained_tensors()}
         return {k: v for k, v in full.items() if k in trainable}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -302,18 +302,42 @@ class KeepBestTrainable(Callback):
         self.best = float(value)
         self.best_step = trainer.global_step
         self.state = {
-            name: p.detach().clone()
-            for name, p in pl_module.model.named_parameters()
-            if p.requires_grad
+            name: t.detach().clone() for name, t in pl_module.model.trained_tensors().items()
         }
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is None:
             return
-        params = dict(pl_module.model.named_parameters())
+        params = pl_module.model.trained_tensors()
         with torch.no_grad():
             for name, value in self.state.items():
                 params[name].copy_(value)
+
+
+class RankAllocation(Callback):
+    """AdaLoRA's rank allocation after every optimiser step, while the step's gradients are
+    still on the parameters (Lightning zeroes them in the next step's closure); its importance
+    statistics travel in checkpoints (:class:`~msft_forecast.msft.adalora.RankAllocator`)."""
+
+    def __init__(self, allocator: Any) -> None:
+        self.allocator = allocator
+
+    @classmethod
+    def for_model(cls, model: nn.Module, max_steps: int) -> list[Callback]:
+        """``[RankAllocation]`` for a model with AdaLoRA updates, else ``[]``."""
+        from msft_forecast.msft.adalora import RankAllocator
+
+        allocator = RankAllocator.for_model(model, max_steps)
+        return [] if allocator is None else [cls(allocator)]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.allocator.update_and_allocate(int(trainer.global_step))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.allocator.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.allocator.load_state_dict(state_dict)
 
 
 class TrainingHistory(Callback):

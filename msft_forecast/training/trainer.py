@@ -105,6 +105,7 @@ def fine_tune(
     from msft_forecast.training.lightning import (
         FineTuneModule,
         KeepBestTrainable,
+        RankAllocation,
         TrainingHistory,
         WindowDataModule,
     )
@@ -116,7 +117,7 @@ def fine_tune(
     interval = max(1, min(int(s.val_check_interval), max_steps))
     data = WindowDataModule(split.train, split.validation, int(s.batch_size), interval, seed)
     history, best = TrainingHistory(), KeepBestTrainable()
-    callbacks: list = [history]
+    callbacks: list = [history, *RankAllocation.for_model(model, max_steps)]
     if split.validation is not None:
         callbacks.append(best)
         # an EarlyStopping of the caller's (a Darts habit) replaces the settings' one: two on

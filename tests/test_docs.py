@@ -1,7 +1,8 @@
 """The documentation builds without a single warning (``sphinx-build -W``), the way CI builds it.
 
 Notebooks are rendered as stored, with their outputs (``nb_execution_mode = "off"``);
-tests/test_notebooks.py checks the outputs and runs them. API pages are generated from the docstrings, so a broken numpydoc section fails here.
+tests/test_notebooks.py checks the outputs and runs them. API pages are generated from the
+docstrings, so a broken numpydoc section fails here.
 """
 
 from __future__ import annotations

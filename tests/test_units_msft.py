@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,30 @@ def test_a_chosen_variable_gives_that_variables_tokens(tmp_path) -> None:
     )
     want = loaded.module.prompt_tokens["multi"][:, 2:3]
     torch.testing.assert_close(model.prompt_tokens.detach(), want, rtol=0, atol=0)
+
+
+class _Payload:
+    """Unpickling this runs ``os.mkdir(marker)``: what a hostile checkpoint would do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_hostile_pth_in_a_backbone_folder_never_runs(units_dir, tmp_path) -> None:
+    from msft_forecast import MSFTForecaster
+
+    state = torch.load(next(units_dir.glob("*.pth")), weights_only=True)
+    marker = tmp_path / "code-ran"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    torch.save({"student": state, "hook": _Payload(str(marker))}, folder / "evil.pth")
+    y = np.sin(np.arange(120) / 3.0)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        MSFTForecaster(backbone=str(folder), context_length=32, max_steps=1).fit(y, fh=[1, 2])
+    assert not marker.exists()
 
 
 def test_folder_with_settings_but_no_weights_says_so(tmp_path) -> None:

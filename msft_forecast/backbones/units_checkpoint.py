@@ -653,7 +653,7 @@ def load_units_folder(folder: str | os.PathLike) -> UnitsFolder:
             raise CheckpointError(
                 f"Data set {name!r} has prompt tokens for {n_vars} variables in {loaded.path.name}"
                 f"; msft_forecast models each channel as its own series, so {SETTINGS_FILE} must "
-                f"say whose tokens to use: \"variable\": 0 .. {n_vars - 1}."
+                f'say whose tokens to use: "variable": 0 .. {n_vars - 1}.'
             )
         variable = 0
     if variable >= n_vars:

@@ -338,9 +338,7 @@ class MultiScaleUnits(MultiScaleModel):
         available: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Training loss from the per-scale MSEs in normalised units (as MOMENT's)."""
-        out, scales = self._predict_normalised(
-            context, context_observed, horizon, horizon_observed
-        )
+        out, scales = self._predict_normalised(context, context_observed, horizon, horizon_observed)
         losses = self._scale_losses(out, scales)
         loss = self.weighted_loss(losses)
         if self.spec.num_scales > 1 and self.spec.scale_weighting == "learned":
@@ -366,9 +364,7 @@ class MultiScaleUnits(MultiScaleModel):
     ) -> tuple[Tensor, CombinationStatistics]:
         """Per-scale losses and the squared-error statistics of the combined forecast, in units
         of each window's scale-0 spread."""
-        out, scales = self._predict_normalised(
-            context, context_observed, horizon, horizon_observed
-        )
+        out, scales = self._predict_normalised(context, context_observed, horizon, horizon_observed)
         losses = self._scale_losses(out, scales)
         means = self._upsampled_means(out, horizon.shape[-1])
         unit = out[0].stdev.reshape(-1)

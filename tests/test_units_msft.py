@@ -225,9 +225,8 @@ def test_scales_are_isolated_without_the_aggregator(units_dir) -> None:
 
 def test_odd_lengths_and_missing_values_run(units_dir) -> None:
     loaded = load_backbone(str(units_dir))
-    model = MultiScaleUnits.build(
-        loaded, resolve_strategy("msft", num_scales=3), patch_size=None, horizon_length=19
-    )
+    spec = resolve_strategy("msft", num_scales=3, lora_targets=("v",))  # one third of qkv
+    model = MultiScaleUnits.build(loaded, spec, patch_size=None, horizon_length=19)
     x, obs = _window(context=45)
     obs[:, :10] = False
     obs[0] = False  # a row with nothing observed

@@ -18,6 +18,10 @@ entry), and refuses any other object, so loading a file never runs code from it.
 the number of tensors and every inferred size are bounded before the module is built, and the
 weights are compared with the architecture (names, shapes, dtypes, finite values) before they
 are copied.
+
+:func:`load_units_folder` reads a folder for ``backbone="<folder>"``: the ``.pth`` (or the same
+tensors as ``model.safetensors``) and an optional ``units.json`` with the settings the released
+files do not carry (:class:`UnitsSettings`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from msft_forecast.backbones.units import UnitsConfig, UnitsModule, is_ignored_k
 __all__ = [
     "MAX_PTH_BYTES",
     "SETTINGS_FILE",
+    "UnitsFolder",
     "UnitsSettings",
     "is_units_folder",
     "load_units_folder",

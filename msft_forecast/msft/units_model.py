@@ -203,6 +203,13 @@ class MultiScaleUnits(MultiScaleModel):
                 f"fit_strategy={spec.name!r} is not implemented for UniTS backbones; UniTS "
                 f"supports {list(SUPPORTED_STRATEGIES)}."
             )
+        # switches that strategies added later set on a spec: UniTS implements none of them
+        unknown = [f for f in ("adalora", "prompt_tokens") if getattr(spec, f, None)]
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not implemented for UniTS backbones; UniTS supports "
+                f"{list(SUPPORTED_STRATEGIES)}."
+            )
         other = sorted(set(spec.lora_targets) - set(SUPPORTED_LORA_TARGETS))
         if other:
             raise ValueError(

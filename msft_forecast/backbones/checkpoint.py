@@ -10,6 +10,11 @@ repositories use.  Three kinds of source resolve to such a folder:
   into its cache; ``revision`` pins a branch, tag or commit;
 * a local folder.
 
+A local folder may instead hold a released UniTS checkpoint: its ``.pth`` file (or the same
+tensors as ``model.safetensors``) with an optional ``units.json`` and no ``config.json`` (see
+:func:`msft_forecast.backbones.units_checkpoint.load_units_folder`); the ``.pth`` is read with
+``torch.load(weights_only=True)``, which rebuilds tensors and plain data only.
+
 Weights are only ever read through safetensors, and ``config.json`` never chooses which Python
 object gets imported: the known ``_target_`` names are mapped to this package's classes and
 anything else is refused (see :func:`msft_forecast.backbones.distributions.parse_distr_output`).
@@ -34,7 +39,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 BUNDLED_PREFIX = "bundled:"
 
-BackboneKind = Literal["moirai", "moment"]
+BackboneKind = Literal["moirai", "moment", "units"]
 
 #: Short names accepted wherever a backbone is expected.  ``"moirai"`` is the default backbone
 #: and is the only name that may fall back to the bundled ``"moirai-tiny"`` when the hub cannot
@@ -250,6 +255,10 @@ def resolve_checkpoint(
 
 
 def _check_folder(folder: Path) -> None:
+    from msft_forecast.backbones.units_checkpoint import is_units_folder
+
+    if is_units_folder(folder):  # its files are checked when it is read
+        return
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / f).is_file()]
     if not missing:
         return
@@ -541,6 +550,10 @@ def load_backbone(
     'moirai'
     """
     source = resolve_checkpoint(name, revision, cache_dir=cache_dir, allow_fallback=allow_fallback)
+    from msft_forecast.backbones.units_checkpoint import is_units_folder
+
+    if is_units_folder(source.folder):
+        return _load_units(source)
     raw = read_config(source.folder)
     kind, parsed = parse_config(raw)
     ignore = _ignored_keys(kind)
@@ -551,6 +564,22 @@ def load_backbone(
     load_state_dict_checked(module, read_weights(source.folder), ignore=ignore)
     module.eval()
     return LoadedBackbone(kind=kind, module=module, config=parsed, source=source, raw_config=raw)
+
+
+def _load_units(source: CheckpointSource) -> LoadedBackbone:
+    """A UniTS folder as a :class:`LoadedBackbone`; ``raw_config`` holds its settings."""
+    from msft_forecast.backbones.units_checkpoint import load_units_folder
+
+    loaded = load_units_folder(source.folder)
+    raw = {
+        "dataset": loaded.settings.dataset,
+        "variable": loaded.settings.variable or 0,
+        "num_heads": loaded.checkpoint.config.num_heads,
+        "trained_tokens": loaded.trained_tokens,
+        "weights": loaded.checkpoint.path.name,
+    }
+    module = loaded.checkpoint.module.eval()
+    return LoadedBackbone("units", module, loaded.checkpoint.config, source, raw)
 
 
 def save_checkpoint(folder: str | os.PathLike, config: dict[str, Any], module: nn.Module) -> Path:

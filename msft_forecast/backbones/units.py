@@ -688,10 +688,15 @@ class UnitsModule(nn.Module):
         Tensor
             (B, V, prompt_num + N + n_pred, d).
         """
+        prompt, mask = self._tokens_of(dataset, tokens.shape[1])
+        return self.task_tokens(tokens, prompt, mask, n_pred)
+
+    def task_tokens(self, tokens: Tensor, prompt: Tensor, mask: Tensor, n_pred: int) -> Tensor:
+        """:meth:`prompt_forecast_tokens` with the prompt (1, V, prompt_num, d) and mask
+        (1, V, 1, d) tokens given as tensors (the multi-scale model owns its own copies)."""
         if n_pred < 1:
             raise ValueError(f"n_pred must be at least 1, got {n_pred}.")
-        b, n_vars, n_ctx, _ = tokens.shape
-        prompt, mask = self._tokens_of(dataset, n_vars)
+        b, _, n_ctx, _ = tokens.shape
         prompt = prompt.expand(b, -1, -1, -1)
         full = torch.cat((prompt, tokens, mask.expand(b, -1, n_pred, -1)), dim=2)
         horizon = self.prompt2forecat(full.transpose(-1, -2), n_ctx + n_pred).transpose(-1, -2)

@@ -18,11 +18,16 @@ entry), and refuses any other object, so loading a file never runs code from it.
 the number of tensors and every inferred size are bounded before the module is built, and the
 weights are compared with the architecture (names, shapes, dtypes, finite values) before they
 are copied.
+
+:func:`load_units_folder` reads a folder for ``backbone="<folder>"``: the ``.pth`` (or the same
+tensors as ``model.safetensors``) and an optional ``units.json`` with the settings the released
+files do not carry (:class:`UnitsSettings`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import re
@@ -41,6 +46,12 @@ from msft_forecast.backbones.units import UnitsConfig, UnitsModule, is_ignored_k
 
 __all__ = [
     "MAX_PTH_BYTES",
+    "SETTINGS_FILE",
+    "UnitsFolder",
+    "UnitsSettings",
+    "is_units_folder",
+    "load_units_folder",
+    "read_settings",
     "UnitsCheckpoint",
     "find_pth",
     "infer_config",
@@ -450,6 +461,19 @@ def load_units(
     """
     path = find_pth(source)
     state, kind, args = units_state_dict(read_pth(path))
+    return _build(path, state, kind, args, num_heads, datasets, generator)
+
+
+def _build(
+    path: Path,
+    state: dict[str, Tensor],
+    kind: str,
+    args: Mapping[str, Any],
+    num_heads: int | None,
+    datasets: Mapping[str, int] | None,
+    generator: torch.Generator | None,
+) -> UnitsCheckpoint:
+    """Infer the architecture, check the tensors against it, build and add data sets."""
     config, known = infer_config(state, num_heads, args)
     given = {k: v for k, v in state.items() if not is_ignored_key(k)}
     with torch.device("meta"):  # names and shapes only: nothing allocated before the check
@@ -469,3 +493,179 @@ def load_units(
         module.add_dataset(name, n_vars, generator)
         added.append(name)
     return UnitsCheckpoint(module.eval(), config, path, kind, tuple(added))
+
+
+# --------------------------------------------------------------------------------------------
+# A checkpoint folder for ``backbone="<folder>"``
+# --------------------------------------------------------------------------------------------
+
+#: Optional file beside the weights with what the released files do not say (see
+#: :class:`UnitsSettings`).  Plain JSON with three known keys; it never names code.
+SETTINGS_FILE = "units.json"
+#: Weights converted to safetensors (the released names, prefixes optional) may replace the .pth.
+SAFETENSORS_FILE = "model.safetensors"
+#: Data-set name of the prompt tokens a folder without ``units.json`` gets (new ones).
+DEFAULT_DATASET = "msft_forecast"
+_MAX_SETTINGS_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class UnitsSettings:
+    """What a UniTS folder's ``units.json`` says (every field optional).
+
+    Attributes
+    ----------
+    dataset : str
+        Whose prompt and mask tokens the series use.  A data set the checkpoint was trained on
+        (e.g. ``"ETTh1"``) gives its trained tokens; any other name gets new tokens initialised
+        as the authors do for new data.  Default :data:`DEFAULT_DATASET` (new tokens).
+    variable : int or None
+        msft_forecast models every channel as its own series (one variable), while UniTS keeps
+        prompt tokens per variable: for a data set with several variables, which variable's
+        tokens to use (required then; 0 for a one-variable data set).
+    num_heads : int or None
+        Attention heads, which no tensor shape shows (default: the saved ``args``, else 8).
+    """
+
+    dataset: str = DEFAULT_DATASET
+    variable: int | None = None
+    num_heads: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = SETTINGS_FILE) -> UnitsSettings:
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise CheckpointError(
+                f"{where}: unknown keys {unknown}; it may hold 'dataset', 'variable' and "
+                "'num_heads'."
+            )
+        dataset = d.get("dataset", DEFAULT_DATASET)
+        if not isinstance(dataset, str) or not dataset or "." in dataset:
+            raise CheckpointError(
+                f"{where}: 'dataset' must be a non-empty name without '.', got {dataset!r}."
+            )
+        for key in ("variable", "num_heads"):
+            value = d.get(key)
+            low = 0 if key == "variable" else 1
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
+                raise CheckpointError(
+                    f"{where}: {key!r} must be an integer >= {low}, got {value!r}."
+                )
+        return cls(dataset, d.get("variable"), d.get("num_heads"))
+
+
+def is_units_folder(folder: str | os.PathLike) -> bool:
+    """A UniTS folder holds ``units.json``, or ``.pth`` weights and no ``config.json``."""
+    path = Path(folder)
+    if (path / SETTINGS_FILE).is_file():
+        return True
+    return not (path / "config.json").exists() and any(p.is_file() for p in path.glob("*.pth"))
+
+
+def read_settings(folder: str | os.PathLike) -> UnitsSettings:
+    """The folder's :class:`UnitsSettings` (the defaults when it has no ``units.json``)."""
+    path = Path(folder) / SETTINGS_FILE
+    if not path.is_file():
+        return UnitsSettings()
+    try:
+        if path.stat().st_size > _MAX_SETTINGS_BYTES:
+            raise CheckpointError(f"{path} is larger than {_MAX_SETTINGS_BYTES} bytes.")
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path} is not readable JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(raw).__name__}.")
+    return UnitsSettings.from_dict(raw, str(path))
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.stat().st_size > MAX_PTH_BYTES:
+        raise CheckpointError(f"{path} is larger than the limit of {MAX_PTH_BYTES} bytes.")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({err}).") from err
+    return units_state_dict(state)[0]
+
+
+@dataclass
+class UnitsFolder:
+    """A loaded UniTS folder: the checkpoint, its settings and the series' task tokens.
+
+    Attributes
+    ----------
+    checkpoint : UnitsCheckpoint
+    settings : UnitsSettings
+    prompt, mask : Tensor
+        The prompt (1, 1, prompt_num, d) and mask (1, 1, 1, d) tokens of one variable of
+        ``settings.dataset``.
+    trained_tokens : bool
+        False when the data set was new to the checkpoint (its tokens are freshly initialised).
+    """
+
+    checkpoint: UnitsCheckpoint
+    settings: UnitsSettings
+    prompt: Tensor
+    mask: Tensor
+    trained_tokens: bool
+
+
+def load_units_folder(folder: str | os.PathLike) -> UnitsFolder:
+    """Load the UniTS checkpoint of a ``backbone="<folder>"``.
+
+    The weights are the folder's single ``.pth`` file (read with ``torch.load(weights_only=
+    True)``) or, when it has no ``.pth``, a ``model.safetensors`` with the released tensor
+    names; the settings come from ``units.json`` (:class:`UnitsSettings`).  New prompt tokens
+    are drawn from a generator seeded with 0, so every load gives the same ones.
+
+    Raises
+    ------
+    CheckpointError
+        Malformed settings or weights, no weights, or a data set with several variables and no
+        ``variable``.
+    """
+    path = Path(folder)
+    settings = read_settings(path)
+    generator = torch.Generator().manual_seed(0)
+    has_pth = any(p.is_file() for p in path.glob("*.pth"))
+    if not has_pth and (path / SAFETENSORS_FILE).is_file():
+        state = _read_safetensors(path / SAFETENSORS_FILE)
+        loaded = _build(path / SAFETENSORS_FILE, state, "converted", {}, settings.num_heads,
+                        None, None)  # fmt: skip
+    elif has_pth:
+        loaded = load_units(path, num_heads=settings.num_heads)
+    else:
+        raise CheckpointError(
+            f"The UniTS folder {path} holds no weights: put the released .pth file (or a "
+            f"{SAFETENSORS_FILE} with the same tensor names) beside {SETTINGS_FILE}."
+        )
+    module, name = loaded.module, settings.dataset
+    known = module.datasets
+    trained = name in known
+    if not trained:
+        module.add_dataset(name, 1, generator)
+        loaded.added_datasets = (*loaded.added_datasets, name)
+    n_vars = module.datasets[name]
+    variable = settings.variable
+    if variable is None:
+        if n_vars > 1:
+            raise CheckpointError(
+                f"Data set {name!r} has prompt tokens for {n_vars} variables in {loaded.path.name}"
+                f"; msft_forecast models each channel as its own series, so {SETTINGS_FILE} must "
+                f'say whose tokens to use: "variable": 0 .. {n_vars - 1}.'
+            )
+        variable = 0
+    if variable >= n_vars:
+        raise CheckpointError(
+            f"{SETTINGS_FILE} asks for variable {variable} of data set {name!r}, which has "
+            f"{n_vars}."
+        )
+    prompt = module.prompt_tokens[name][:, variable : variable + 1].detach().clone()
+    mask = module.mask_tokens[name][:, variable : variable + 1].detach().clone()
+    return UnitsFolder(loaded, settings, prompt, mask, trained)

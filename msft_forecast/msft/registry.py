@@ -13,8 +13,9 @@ def model_classes() -> dict[str, type[MultiScaleModel]]:
     """Every multi-scale model class, by the backbone kind it serves."""
     from msft_forecast.msft.moirai_model import MultiScaleMoirai
     from msft_forecast.msft.moment_model import MultiScaleMoment
+    from msft_forecast.msft.units_model import MultiScaleUnits
 
-    return {cls.kind: cls for cls in (MultiScaleMoirai, MultiScaleMoment)}
+    return {cls.kind: cls for cls in (MultiScaleMoirai, MultiScaleMoment, MultiScaleUnits)}
 
 
 def model_class(kind: str) -> type[MultiScaleModel]:

@@ -14,15 +14,13 @@ validation criterion of :mod:`msft_forecast.msft.mixing` is its MSE.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from msft_forecast.msft.base import ModelForecast, MultiScaleModel, context_spread
+from msft_forecast.msft.base import ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
 from msft_forecast.msft.mixing import CombinationStatistics, squared_error_statistics
 from msft_forecast.msft.modules import (
@@ -32,11 +30,9 @@ from msft_forecast.msft.modules import (
     ScaleContext,
     lora_for,
 )
+from msft_forecast.msft.residuals import collect_residuals, residual_paths
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
 from msft_forecast.msft.strategies import StrategySpec
-
-#: Fewest held-out windows from which the residual intervals are drawn alone.
-MIN_RESIDUAL_WINDOWS = 30
 
 
 class MultiScaleMoment(MultiScaleModel):
@@ -321,67 +317,15 @@ class MultiScaleMoment(MultiScaleModel):
         scale_means = self._upsampled_means(preds, stats, horizon_length)
         w = self.mixing_weights().to(scale_means.dtype)
         mean = torch.einsum("k,bkh->bh", w, scale_means)
-        samples = self._residual_paths(
-            context, context_observed, mean, num_samples, seeds, generator
+        samples = residual_paths(
+            self.residuals, context, context_observed, mean, num_samples, seeds, generator
         )
         return ModelForecast(mean=mean, samples=samples, scale_means=scale_means, weights=w)
 
     # ----------------------------------------------------------------- residual intervals
-    @torch.no_grad()
     def calibrate(self, held_out, train) -> None:
-        """Keep up to 512 held-out residuals, in units of each window's context spread.
-
-        ``held_out`` and ``train`` are window datasets (``held_out`` may be None).  With fewer
-        than :data:`MIN_RESIDUAL_WINDOWS` held-out windows the training windows are used too
-        (in-sample, so narrower intervals; a warning says so).
-        """
-        data = held_out if held_out is not None else train
-        if len(data) < MIN_RESIDUAL_WINDOWS and data is not train:
-            # too few held-out windows for a distribution: training windows are in-sample and
-            # give narrower intervals, but a handful of rows would give nearly none
-            warnings.warn(
-                f"Only {len(data)} validation windows for MOMENT's residual intervals; training "
-                f"windows are used too, so intervals may be too narrow. Hold out more data "
-                f"(validation=...) for calibrated intervals.",
-                UserWarning,
-                stacklevel=4,
-            )
-            data = torch.utils.data.ConcatDataset([data, train])
-        n = min(len(data), 512)
-        idx = np.linspace(0, len(data) - 1, n).round().astype(int)
-        rows = []
-        for chunk in np.array_split(idx, max(1, -(-n // 128))):
-            batch = torch.utils.data.default_collate([data[int(i)] for i in chunk])
-            mean = self.forecast(
-                batch["context"], batch["context_observed"], batch["horizon"].shape[-1]
-            ).mean
-            spread = context_spread(batch["context"], batch["context_observed"])
-            res = (batch["horizon"] - mean) / spread[:, None]
-            rows.append(torch.where(batch["horizon_observed"], res, torch.nan))
-        self.residuals = torch.cat(rows).float()
-
-    def _residual_paths(
-        self, context: Tensor, observed: Tensor, mean: Tensor, num_samples: int,
-        seeds: Sequence[int] | None, generator: torch.Generator | None,
-    ) -> Tensor:  # fmt: skip
-        """``(B, S, H)``: the point forecast plus resampled residual paths (the point forecast
-        alone before :meth:`calibrate`)."""
-        res, horizon = self.residuals, mean.shape[-1]
-        if num_samples == 0:
-            return mean.new_zeros(mean.shape[0], 0, horizon)
-        if res is None or res.shape[0] == 0:
-            return mean.unsqueeze(1).expand(-1, num_samples, -1).clone()
-        res = torch.nan_to_num(res[:, :horizon], nan=0.0).to(mean)
-        if seeds is None:
-            rows = torch.randint(0, res.shape[0], (mean.shape[0], num_samples), generator=generator)
-        else:
-            rows = torch.stack(
-                [
-                    torch.randint(
-                        0, res.shape[0], (num_samples,), generator=torch.Generator().manual_seed(sd)
-                    )
-                    for sd in seeds
-                ]
-            )
-        spread = context_spread(context, observed)
-        return mean.unsqueeze(1) + res[rows] * spread[:, None, None]
+        """Keep up to 512 held-out residuals, in units of each window's context spread
+        (:func:`~msft_forecast.msft.residuals.collect_residuals`; training windows join when
+        there are fewer than :data:`~msft_forecast.msft.residuals.MIN_RESIDUAL_WINDOWS`
+        held-out ones, with a warning)."""
+        self.residuals = collect_residuals(self, held_out, train, "MOMENT")

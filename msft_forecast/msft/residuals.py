@@ -1,9 +1,8 @@
 """Intervals from held-out residuals, for backbones without a predictive distribution.
 
-The same rule as :meth:`msft_forecast.msft.moment_model.MultiScaleMoment.calibrate` (docs/
-strategies.md, "MOMENT"): after training, up to 512 held-out residuals are kept in units of each
-window's context spread; a sample path is the point forecast plus one resampled residual path.
-(MOMENT keeps its own copy of these two functions for now; they agree line for line.)
+Used by MOMENT and UniTS (docs/strategies.md, "MOMENT"): after training, up to 512 held-out
+residuals are kept in units of each window's context spread; a sample path is the point forecast
+plus one resampled residual path.
 """
 
 from __future__ import annotations

@@ -258,7 +258,7 @@ class MSFTEngine:
             patch = s.patch_size
             if patch == "auto":  # the smallest candidate: the estimate is an upper bound
                 patch = self.candidate_patch_sizes(freq, lengths.context_length)[0]
-            check_training_memory(s, self._backbone().config, series, lengths, int(patch))
+            check_training_memory(s, self._backbone().config, series, lengths, int(patch), covs)
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         steps = int(s.max_steps if max_steps is None else max_steps)
@@ -521,7 +521,7 @@ class MSFTEngine:
         model, C = self.model_.eval(), self.context_length_
         batch = forecast_batch_size(
             model, len(contexts), C, horizon, num_samples, batch,
-            attention=self._attention_shape(),
+            attention=self._attention_shape(), covariates=pairs,
         )  # fmt: skip
         seeds = row_seeds(seed, len(contexts))
         with torch_threads(self.settings.num_threads):

@@ -166,3 +166,74 @@ def test_covariates_shared_by_several_series(data):
     engine.fit([y, -y], future_covariates=[season[:T]] * 2)
     fc = engine.forecast([y[:200], -y], H, 0, future_covariates=[season[: 200 + H], season])
     assert fc.mean.shape == (2, H) and np.isfinite(fc.mean).all()
+
+
+# ------------------------------------------------------------------------------- layout
+@settings(max_examples=80, deadline=None)
+@given(
+    context=st.integers(1, 300), horizon=st.integers(1, 80), patch=st.sampled_from([4, 8, 16]),
+    scales=st.integers(1, 4), known=st.integers(0, 3), past=st.integers(0, 3),
+)  # fmt: skip
+def test_covariate_variates_sit_inside_their_scale_and_map_onto_themselves(
+    context, horizon, patch, scales, known, past
+):
+    from msft_forecast.msft.layout import TokenLayout
+
+    plain = TokenLayout(context, horizon, patch, scales)
+    layout = TokenLayout(context, horizon, patch, scales, known, past)
+    for s0, s in zip(plain.spans, layout.spans, strict=True):
+        # the target keeps its token counts and its horizon tokens lead the span's horizon
+        assert (s.num_context, s.num_horizon) == (s0.num_context, s0.num_horizon)
+        variates = s.variates
+        assert len(variates) == 1 + known + past and variates[0][0] == s.start
+        assert s.horizon_tokens == slice(s.start + s.num_context, s.start + s.num_context
+                                         + s.num_horizon)  # fmt: skip
+        ends = [first + nc + nh for first, nc, nh in variates]
+        assert ends[-1] == s.stop
+        assert [v[0] for v in variates[1:]] == ends[:-1]
+        assert [nh for _, _, nh in variates] == [s.num_horizon] * (1 + known) + [0] * past
+    assert int(layout.is_horizon_token.sum()) == int(plain.is_horizon_token.sum())
+    pairs = zip(layout.spans[:-1], layout.spans[1:], layout.coarse_maps(), plain.coarse_maps(),
+                strict=True)  # fmt: skip
+    for fine, coarse, index, plain_index in pairs:
+        assert len(index) == fine.stop - fine.start
+        for (ff, fnc, fnh), (cf, cnc, cnh) in zip(fine.variates, coarse.variates, strict=True):
+            mine = index[ff - fine.start : ff - fine.start + fnc + fnh] + coarse.start
+            assert int(mine.min()) >= cf and int(mine.max()) < cf + cnc + cnh
+            if fnh:  # the target's (and known covariates') map is the single-variate one
+                assert (mine - cf).tolist() == plain_index.tolist()
+
+
+def test_covariate_tokens_share_their_scale_group_and_get_their_own_variate_ids():
+    """Attention is "same sample, same scale": every real token of scale k, target or
+    covariate, has group k + 1; each covariate has its own variate id; only the target's
+    horizon is predicted and known covariates' horizon tokens are observed inputs."""
+    import torch
+
+    from msft_forecast.backbones.cache import get_backbone
+    from msft_forecast.msft.moirai_model import MultiScaleMoirai
+    from msft_forecast.msft.strategies import resolve_strategy
+
+    model = MultiScaleMoirai.build(get_backbone("moirai-tiny"), resolve_strategy("msft"),
+                                   patch_size=8, horizon_length=H)  # fmt: skip
+    B, known, past = 2, 2, 1
+    ones = lambda *shape: torch.ones(*shape, dtype=torch.bool)  # noqa: E731
+    covariates = {"past": torch.randn(B, past, C), "past_observed": ones(B, past, C),
+                  "future": torch.randn(B, known, C + H),
+                  "future_observed": ones(B, known, C + H)}  # fmt: skip
+    ctx = torch.randn(B, C)
+    tok, layout = model.tokens(ctx, ctx > -9, torch.zeros(B, H), torch.zeros(B, H, dtype=bool),
+                               torch.tensor([C, 20]), covariates)  # fmt: skip
+    for span in layout.spans:
+        ids = tok.sample_id[:, span.tokens]
+        assert set(ids.unique().tolist()) <= {0, span.level + 1}
+        predicted = tok.prediction_mask[:, span.tokens].nonzero()[:, 1].unique() + span.start
+        target_horizon = span.horizon_tokens
+        assert predicted.tolist() == list(range(target_horizon.start, target_horizon.stop))
+        for v, (first, nc, nh) in enumerate(span.variates):
+            assert (tok.variate_id[:, first : first + nc + nh] == v).all()
+            if 1 <= v <= known:  # known covariates: observed over their (pooled) horizon
+                steps = tok.observed[:, first + nc : first + nc + nh, :8].flatten(1)
+                n = span.horizon_steps
+                assert steps[:, :n].all() and not steps[:, n:].any()
+    assert tok.variate_id.max() == known + past

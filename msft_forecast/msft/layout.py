@@ -157,6 +157,16 @@ class TokenLayout:
         return torch.cat([torch.full((s.stop - s.start,), s.level) for s in self.spans])
 
     @cached_property
+    def variate_of_token(self) -> Tensor:
+        """``(N,)`` long: the variate of every token (0 the target, then the known-future
+        covariates, then the past-only ones)."""
+        return torch.cat([
+            torch.full((nc + nh,), v)
+            for s in self.spans
+            for v, (_, nc, nh) in enumerate(s.variates)
+        ])  # fmt: skip
+
+    @cached_property
     def is_horizon_token(self) -> Tensor:
         """``(N,)`` bool: True on horizon (prediction) tokens."""
         out = torch.zeros(self.num_tokens, dtype=torch.bool)

@@ -120,7 +120,7 @@ def pack_tokens(
     device = available.device
     nk, np_ = layout.num_known, layout.num_past
     covariates = bool(nk or np_)
-    targets, observed, sample_ids, time_ids, variate_ids = [], [], [], [], []
+    targets, observed, sample_ids, time_ids = [], [], [], []
     for scale, span in zip(scales, layout.spans, strict=True):
         cv, co = _patch(
             scale.context.values, scale.context.observed, span.num_context, p, left=True
@@ -146,6 +146,7 @@ def pack_tokens(
         time_ids += [ctx_time, hor_time]
         if not covariates:
             continue
+        # covariates: the target's sample ids (padding included) and time ids, per variate
         level = scale.level
         values, masks = _covariate_tokens(
             None if known is None else known[level], None if past is None else past[level],
@@ -153,27 +154,17 @@ def pack_tokens(
         )  # fmt: skip
         targets += values
         observed += masks
-        full_sample, full_time = torch.cat([ctx_sample, hor_sample], 1), torch.cat(
-            [ctx_time, hor_time], 1
-        )
+        full_sample = torch.cat([ctx_sample, hor_sample], 1)
+        full_time = torch.cat([ctx_time, hor_time], 1)
         sample_ids += [full_sample.repeat(1, nk), ctx_sample.repeat(1, np_)]
         time_ids += [full_time.repeat(1, nk), ctx_time.repeat(1, np_)]
-        variate_ids.append(
-            torch.cat(
-                [
-                    torch.zeros(span.num_context + span.num_horizon, dtype=torch.long),
-                    torch.arange(1, nk + 1).repeat_interleave(span.num_context + span.num_horizon),
-                    torch.arange(nk + 1, nk + np_ + 1).repeat_interleave(span.num_context),
-                ]
-            )
-        )
     target = F.pad(torch.cat(targets, 1), (0, max_patch_size - p))
     obs = F.pad(torch.cat(observed, 1), (0, max_patch_size - p), value=False)
     sample_id = torch.cat(sample_ids, 1).long()
     prediction_mask = layout.is_horizon_token.to(device).unsqueeze(0).expand(batch, -1)
     variate_id = torch.zeros_like(sample_id)
     if covariates:
-        variate_id = torch.cat(variate_ids).to(device).unsqueeze(0).expand(batch, -1)
+        variate_id = layout.variate_of_token.to(device).unsqueeze(0).expand(batch, -1)
     return MoiraiTokens(
         target=target,
         observed=obs,

@@ -29,6 +29,7 @@ from msft_forecast.darts_compat import (
 from msft_forecast.darts_params import (
     DEFAULT_QUANTILES,
     RESTORING,
+    extreme_lags,
     parse_input_chunk_length,
     reads_covariates,
     refuse_unused,
@@ -345,9 +346,7 @@ num_threads
     def _target_window_lengths(self) -> tuple[int, int]:
         return self.min_input_chunk_length, self.output_chunk_length
 
-    @property
-    def extreme_lags(self):
-        return -self.min_input_chunk_length, self.output_chunk_length - 1, None, None, None, None, 0
+    extreme_lags = property(extreme_lags)
 
     @property
     def _model_encoder_settings(self):
@@ -584,15 +583,11 @@ num_threads
         )
         # Darts' own bounds: first and last forecast origin (positions) of every series
         bounds, _ = create_dataset_bounds(
-            model=self,
-            series=series,
-            start=start,
-            start_format=start_format,
-            forecast_horizon=forecast_horizon,
-            stride=stride,
-            overlap_end=overlap_end,
+            model=self, series=series, past_covariates=past_covariates,
+            future_covariates=future_covariates, start=start, start_format=start_format,
+            forecast_horizon=forecast_horizon, stride=stride, overlap_end=overlap_end,
             show_warnings=show_warnings,
-        )
+        )  # fmt: skip
         origins, blocks = forecast_windows(series, bounds, stride, self._icl)
         windows = [(i, max(0, t - self._icl), t) for i, o in enumerate(origins) for t in o]
         covs = window_covariates(series, windows, forecast_horizon, past_covariates,

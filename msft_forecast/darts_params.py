@@ -287,6 +287,16 @@ _UNUSED_WHY = {
 }
 
 
+def extreme_lags(model: Any) -> tuple:
+    """Darts' ``extreme_lags`` of the model: the input chunk and the output chunk of the
+    target; past covariates over the input chunk and future covariates over the input and
+    output chunks when the model was fitted with them (else None, as Darts asks)."""
+    first, last = -model.min_input_chunk_length, model.output_chunk_length - 1
+    past = (first, -1) if model.uses_past_covariates else (None, None)
+    future = (first, last) if model.uses_future_covariates else (None, None)
+    return first, last, *past, *future, 0
+
+
 def reads_covariates(model: Any) -> bool:
     """Whether the model's backbone reads covariates (Moirai; not MOMENT): the fitted
     model's class, or before fit the class of the backbone the settings name."""

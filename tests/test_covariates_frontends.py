@@ -158,3 +158,15 @@ def test_darts_save_load_keeps_the_covariates(darts_fitted, darts_data, tmp_path
                                darts_fitted.predict(H, **kwargs).values())  # fmt: skip
     with pytest.raises(ValueError, match="must be passed"):
         loaded.predict(H, series=y)
+
+
+def test_darts_extreme_lags_name_the_covariates_read(darts_fitted, darts_data):
+    """Darts' bounds read ``extreme_lags``: with covariates that start late, the first
+    forecast that ``historical_forecasts`` chooses has its input chunk covered."""
+    y, past, future = darts_data
+    assert darts_fitted.extreme_lags == (-96, H - 1, -96, -1, -96, H - 1, 0)
+    late = past[50:]
+    hf = darts_fitted.historical_forecasts(y, past_covariates=late, future_covariates=future,
+                                           forecast_horizon=H, stride=H, retrain=False,
+                                           last_points_only=False)  # fmt: skip
+    assert hf[0].start_time() == late.start_time() + 96 * y.freq

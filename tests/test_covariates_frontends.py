@@ -170,3 +170,17 @@ def test_darts_extreme_lags_name_the_covariates_read(darts_fitted, darts_data):
                                            forecast_horizon=H, stride=H, retrain=False,
                                            last_points_only=False)  # fmt: skip
     assert hf[0].start_time() == late.start_time() + 96 * y.freq
+
+
+def test_darts_several_series_each_with_its_covariates(darts_fitted, darts_data):
+    """One covariate series per target series, matched by position and read by time."""
+    y, past, future = darts_data
+    short = y[:-30]
+    out = darts_fitted.predict(H, series=[y, short], past_covariates=[past, past],
+                               future_covariates=[future, future])  # fmt: skip
+    alone = darts_fitted.predict(H, series=short, past_covariates=past, future_covariates=future)
+    np.testing.assert_allclose(out[1].values(), alone.values(), rtol=1e-5, atol=1e-6)
+    assert out[1].start_time() == short.end_time() + short.freq
+    with pytest.raises(ValueError, match="one TimeSeries per target series"):
+        darts_fitted.predict(H, series=[y, short], past_covariates=[past],
+                             future_covariates=[future, future])  # fmt: skip

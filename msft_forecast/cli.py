@@ -8,6 +8,12 @@ with MSFT on Moirai (offline: the bundled backbone, named in the output), writin
 
     msft-forecast forecast sales.csv --horizon 24 --output forecast.csv --plot forecast.png
 
+Forecast ``sales`` with ``price`` known ahead (the file's last 24 rows hold the future prices
+and leave ``sales`` empty) and ``visits`` known up to the last sale (Moirai backbones)::
+
+    msft-forecast forecast sales.csv --horizon 24 --columns sales \
+        --future-covariates price --past-covariates visits
+
 Run the long-horizon benchmark (see ``msft-forecast benchmark --help``)::
 
     msft-forecast benchmark --datasets ETTh1 --strategies zero-shot msft --max-steps 100
@@ -172,6 +178,47 @@ def _infer_freq(index: pd.DatetimeIndex) -> str | None:
     return pd.tseries.frequencies.to_offset(step).freqstr
 
 
+def split_covariates(
+    frame: pd.DataFrame, targets: list[str] | None, past: list[str], future: list[str],
+    horizon: int,
+) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The target columns (over the history) and the engine's covariate arguments.
+
+    Covariate columns are never targets.  Past covariates are read over the history; with
+    known-future covariates the file's last ``horizon`` rows are the forecast period: the
+    targets are empty there and the future covariates filled.
+    """
+    covariates = past + future
+    missing = [c for c in covariates if c not in frame.columns]
+    if missing:
+        raise InputError(f"covariate columns {missing} are not numeric columns of the file; it "
+                         f"has {list(frame.columns)}")  # fmt: skip
+    if set(past) & set(future):
+        raise InputError(f"columns {sorted(set(past) & set(future))} are both past and future "
+                         "covariates")  # fmt: skip
+    targets = [c for c in (targets or frame.columns) if c not in covariates]
+    if not targets:
+        raise InputError("no value column left to forecast besides the covariates")
+    history = frame
+    if future:
+        history, ahead = frame.iloc[:-horizon], frame.iloc[-horizon:]
+        if len(ahead) < horizon or ahead[targets].notna().any().any() or history.empty:
+            raise InputError(
+                f"with --future-covariates the file's last {horizon} rows (--horizon) are the "
+                f"forecast period: leave the target columns {targets} empty there and fill "
+                f"{future} (they must also cover the history)"
+            )
+    arrays = [history[c].to_numpy(dtype=float) for c in targets]
+    kwargs: dict = {}
+    if past:
+        kwargs["past_covariates"] = [history[past].to_numpy(dtype=float)] * len(targets)
+    if future:
+        kwargs["future_covariates"] = [frame[future].to_numpy(dtype=float)] * len(targets)
+    if kwargs:
+        kwargs["covariate_names"] = (past, future)
+    return history[targets], kwargs | {"series": arrays}
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
     from msft_forecast.engine import MSFTEngine
 
@@ -179,11 +226,14 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         if value < 1:
             raise InputError(f"{flag} must be a positive integer, got {value}")
     check_output_paths(args)
-    frame, freq = load_series(Path(args.input), args.time_column, args.columns, args.freq, args.sep)
+    past, future = args.past_covariates or [], args.future_covariates or []
+    wanted = args.columns + past + future if args.columns else None
+    frame, freq = load_series(Path(args.input), args.time_column, wanted, args.freq, args.sep)
     quantiles = sorted(set(args.quantiles))
     if any(not 0 < q < 1 for q in quantiles):
         raise InputError("--quantiles must lie strictly between 0 and 1")
-    series = [frame[c].to_numpy(dtype=float) for c in frame.columns]
+    frame, covariates = split_covariates(frame, args.columns, past, future, args.horizon)
+    series = covariates.pop("series")
     # the settings' rule (random_state=None: a fresh seed) with the seed drawn here, so that
     # the output can say which one repeats the run
     seed = int(np.random.default_rng().integers(0, 2**31 - 1)) if args.seed is None else args.seed
@@ -201,10 +251,11 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
         verbose=not args.quiet,
     )
-    engine.fit(series, freq=freq)
+    engine.fit(series, freq=freq, **covariates)
     if not args.quiet:
         print(f"msft-forecast: {engine.report_.summary()}", file=sys.stderr)
-    fc = engine.forecast(series, args.horizon, seed=seed)
+    covariates.pop("covariate_names", None)
+    fc = engine.forecast(series, args.horizon, seed=seed, **covariates)
     qs = fc.quantiles(quantiles)
     future = pd.date_range(frame.index[-1], periods=args.horizon + 1, freq=freq)[1:]
     rows = []
@@ -278,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--columns", nargs="+", default=None, help="value columns (default: all numeric)"
     )
+    f.add_argument(
+        "--past-covariates", nargs="+", default=None, metavar="COLUMN",
+        help="columns read as covariates known up to the last observation (Moirai backbones; "
+        "never forecast)",
+    )  # fmt: skip
+    f.add_argument(
+        "--future-covariates", nargs="+", default=None, metavar="COLUMN",
+        help="columns read as covariates known ahead (Moirai backbones): the file's last "
+        "--horizon rows hold their future values, with the forecast columns left empty",
+    )  # fmt: skip
     f.add_argument("--freq", default=None, help="pandas frequency (default: inferred)")
     f.add_argument(
         "--sep",

@@ -29,17 +29,21 @@ from msft_forecast.darts_compat import (
 from msft_forecast.darts_params import (
     DEFAULT_QUANTILES,
     RESTORING,
+    extreme_lags,
     parse_input_chunk_length,
+    reads_covariates,
     refuse_unused,
     resolve_quantiles,
     saveable_params,
     settings_from_params,
     trainer_extras,
 )
+from msft_forecast.data.darts_covariates import fit_covariates, window_covariates
 from msft_forecast.data.darts_series import (
     append_validation,
     as_series_list,
     channels,
+    check_contexts,
     forecast_blocks,
     forecast_windows,
     historical_series,
@@ -161,7 +165,8 @@ class MSFTModel(GlobalForecastingModel):
         ``force_reset=True`` (empties it) or ``resume=True`` (continues from it). A
         ``logger`` without a folder of its own writes under ``{work_dir}/{model_name}``.
     add_encoders : dict, optional
-        Refused: encoders produce covariates, which this model does not read yet.
+        Refused: the model builds no covariates itself; pass them as ``past_covariates`` /
+        ``future_covariates``.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, \
 num_prompt_tokens, learning_rate, scale_weight_lr, scale_weight_prior, weight_decay, max_time, \
@@ -186,7 +191,11 @@ num_threads
       validation series must therefore overlap or directly follow its training series
       (Darts' usual ``val_series = series[-(n_val + input_chunk_length):]`` does); with
       several series, every validation tail is cut to the shortest one.
-    * Covariates and sample weights are not supported (``supports_*_covariates`` is False).
+    * Covariates (Moirai backbones; ``supports_*_covariates`` is False for MOMENT): each
+      component of ``past_covariates`` / ``future_covariates`` is one more variate of every
+      target component in Moirai's any-variate attention, at every scale; past covariates
+      over the input chunk, future covariates over the input chunk and the horizon (rules:
+      :mod:`msft_forecast.data.darts_covariates`). Sample weights are not supported.
     * ``save("model.pt")`` writes one file, a zip archive of JSON and safetensors files (no
       pickle), and ``MSFTModel.load`` reads it back (and folders written by earlier
       versions); ``pickle`` of a fitted model keeps only the trainable tensors (callbacks and
@@ -323,6 +332,8 @@ num_threads
     def supports_sample_weight(self) -> bool:
         return False
 
+    supports_past_covariates = supports_future_covariates = property(reads_covariates)
+
     @property
     def _supports_val_series(self) -> bool:
         return True
@@ -335,9 +346,7 @@ num_threads
     def _target_window_lengths(self) -> tuple[int, int]:
         return self.min_input_chunk_length, self.output_chunk_length
 
-    @property
-    def extreme_lags(self):
-        return -self.min_input_chunk_length, self.output_chunk_length - 1, None, None, None, None, 0
+    extreme_lags = property(extreme_lags)
 
     @property
     def _model_encoder_settings(self):
@@ -392,8 +401,14 @@ num_threads
         verbose : bool, optional
             Show training progress (default: ``pl_trainer_kwargs["enable_progress_bar"]``,
             itself True by default: a bar in terminals and notebooks, plain lines in logs).
-        past_covariates, future_covariates, sample_weight, val_past_covariates, \
-val_future_covariates, val_sample_weight
+        past_covariates, future_covariates : TimeSeries or sequence of TimeSeries, optional
+            One covariate series per training series (Moirai backbones), covering it: past
+            covariates are known up to each forecast's start, future covariates also over
+            its horizon (:mod:`msft_forecast.data.darts_covariates`). The model then needs
+            the same covariates to forecast.
+        val_past_covariates, val_future_covariates : optional
+            Covariates over the validation series' tails (where the covariates above stop).
+        sample_weight, val_sample_weight
             Not supported; must be ``None``.
 
         Returns
@@ -403,10 +418,7 @@ val_future_covariates, val_sample_weight
         """
         from msft_forecast.engine import MSFTEngine
 
-        refuse_unused(past_covariates=past_covariates, future_covariates=future_covariates,
-                      sample_weight=sample_weight, val_past_covariates=val_past_covariates,
-                      val_future_covariates=val_future_covariates,
-                      val_sample_weight=val_sample_weight)  # fmt: skip
+        refuse_unused(sample_weight=sample_weight, val_sample_weight=val_sample_weight)
         train = as_series_list(series, "series")
         arrays = [col for s in train for col in channels(series_values(s))]
         settings = self._settings
@@ -427,8 +439,10 @@ val_future_covariates, val_sample_weight
         self._engine, self._fit_called, self.training_series = None, False, None
         live = {**self.model_params, "pl_trainer_kwargs": self._pl_trainer_kwargs}
         extras = trainer_extras(live, settings.checkpoint_dir)
-        self._engine = MSFTEngine(settings).fit(arrays, freq=freq, extras=extras)
-        super().fit(series)
+        covs = fit_covariates(train, arrays, past_covariates, future_covariates,
+                              val_past_covariates, val_future_covariates)  # fmt: skip
+        self._engine = MSFTEngine(settings).fit(arrays, freq=freq, extras=extras, **covs)
+        super().fit(series, past_covariates, future_covariates)
         return self
 
     # ------------------------------------------------------------------------------- predict
@@ -469,8 +483,12 @@ val_future_covariates, val_sample_weight
         n_jobs : int, default 1
             Accepted for Darts compatibility: forecasts run in the engine's batches on the
             model's torch threads (``num_threads``), so no worker processes are started.
-        past_covariates, future_covariates, verbose, show_warnings
-            Darts arguments; covariates must be ``None``.
+        past_covariates, future_covariates : TimeSeries or sequence of TimeSeries, optional
+            The covariates the model was fitted with, one per series (default: the training
+            ones, when ``series`` is too): past covariates must cover the input chunk, future
+            covariates the ``n`` forecast steps.
+        verbose, show_warnings
+            Darts arguments.
         **kwargs
             Other Darts ``TorchForecastingModel.predict`` arguments (``trainer``,
             ``dataloader_kwargs``, ``mc_dropout``, ...) are refused with a message.
@@ -480,6 +498,9 @@ val_future_covariates, val_sample_weight
         TimeSeries or list of TimeSeries
             One forecast per input series (a list when ``series`` is a sequence).
         """
+        if series is None:  # the training series, with its covariates
+            past_covariates = past_covariates or self.past_covariate_series
+            future_covariates = future_covariates or self.future_covariate_series
         super().predict(
             n,
             series,
@@ -489,8 +510,7 @@ val_future_covariates, val_sample_weight
             predict_likelihood_parameters=predict_likelihood_parameters,
             show_warnings=show_warnings,
         )
-        refuse_unused(past_covariates=past_covariates, future_covariates=future_covariates,
-                      **kwargs)  # fmt: skip
+        refuse_unused(**kwargs)
         if series is None:
             if self.training_series is None:
                 raise ValueError(
@@ -499,25 +519,16 @@ val_future_covariates, val_sample_weight
             series = self.training_series
         single = isinstance(series, TimeSeries)
         inputs = as_series_list(series, "series")
-        for i, s in enumerate(inputs):
-            self._check_context(s, i)
+        check_contexts(inputs, self.min_input_chunk_length, self._icl)
         likelihood = predict_likelihood_parameters
         arrays = [series_values(s) for s in inputs]
         levels = self._quantiles if likelihood else None
-        blocks = forecast_blocks(
-            self.engine, arrays, self._icl, int(n), num_samples, levels, random_state, batch_size
-        )
+        windows = [(i, max(0, len(s) - self._icl), len(s)) for i, s in enumerate(inputs)]
+        covs = window_covariates(inputs, windows, int(n), past_covariates, future_covariates)
+        blocks = forecast_blocks(self.engine, arrays, self._icl, int(n), num_samples, levels,
+                                 random_state, batch_size, covs)  # fmt: skip
         out = [self._to_series(b, s, likelihood) for b, s in zip(blocks, inputs, strict=True)]
         return out[0] if single else out
-
-    def _check_context(self, series: TimeSeries, index: int) -> None:
-        need = self.min_input_chunk_length
-        if len(series) < need:
-            raise ValueError(
-                f"The series at index {index} has {len(series)} steps; this model needs at least "
-                f"{need} (input_chunk_length). Pass input_chunk_length=(min_length, "
-                f"{self._icl}) to forecast shorter series."
-            )
 
     def _to_series(
         self,
@@ -570,26 +581,23 @@ val_future_covariates, val_sample_weight
             predict_likelihood_parameters=predict_likelihood_parameters,
             show_warnings=show_warnings,
         )
-        if past_covariates is not None or future_covariates is not None:
-            raise ValueError("MSFTModel does not use covariates.")
         # Darts' own bounds: first and last forecast origin (positions) of every series
         bounds, _ = create_dataset_bounds(
-            model=self,
-            series=series,
-            start=start,
-            start_format=start_format,
-            forecast_horizon=forecast_horizon,
-            stride=stride,
-            overlap_end=overlap_end,
+            model=self, series=series, past_covariates=past_covariates,
+            future_covariates=future_covariates, start=start, start_format=start_format,
+            forecast_horizon=forecast_horizon, stride=stride, overlap_end=overlap_end,
             show_warnings=show_warnings,
-        )
+        )  # fmt: skip
         origins, blocks = forecast_windows(series, bounds, stride, self._icl)
+        windows = [(i, max(0, t - self._icl), t) for i, o in enumerate(origins) for t in o]
+        covs = window_covariates(series, windows, forecast_horizon, past_covariates,
+                                 future_covariates)  # fmt: skip
         likelihood = predict_likelihood_parameters
         batch_size = (predict_kwargs or {}).get("batch_size")  # Darts' predict argument
         levels = self._quantiles if likelihood else None
         values = forecast_blocks(
             self.engine, blocks, self._icl, forecast_horizon, num_samples, levels, random_state,
-            batch_size,
+            batch_size, covs,
         )  # fmt: skip
 
         def to_series(v: np.ndarray, s: TimeSeries, times: pd.Index) -> TimeSeries:
@@ -660,5 +668,8 @@ val_future_covariates, val_sample_weight
         finally:
             RESTORING.reset(token)
         model._engine, model._fit_called = engine, engine is not None
+        report = getattr(engine, "report_", None)  # Darts' checks: fitted with covariates
+        model._uses_past_covariates = bool(report and report.past_covariates)
+        model._uses_future_covariates = bool(report and report.future_covariates)
         model.training_series = training_series
         return model

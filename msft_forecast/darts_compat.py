@@ -28,8 +28,8 @@ from darts.utils.timeseries_generation import _build_forecast_series as build_fo
 #: Parameters each private function must accept (by name), as used by the front end.
 EXPECTED_PARAMETERS = {
     create_dataset_bounds: (
-        "model", "series", "start", "start_format", "forecast_horizon", "stride",
-        "overlap_end", "show_warnings",
+        "model", "series", "past_covariates", "future_covariates", "start", "start_format",
+        "forecast_horizon", "stride", "overlap_end", "show_warnings",
     ),
     optimizable_historical_forecasts: ("retrain",),
     build_forecast_series: (

@@ -109,9 +109,10 @@ def check_darts_arguments(params: dict[str, Any]) -> None:
     """Refuse the Darts arguments this model cannot honour, naming what to use instead."""
     if params.get("add_encoders") is not None:
         raise ValueError(
-            "add_encoders is not supported: encoders produce covariates, and MSFTModel does "
-            "not read covariates yet. Leave add_encoders=None; the backbone reads the time "
-            "structure from the target itself."
+            "add_encoders is not supported: MSFTModel does not build covariates itself. Leave "
+            "add_encoders=None and pass the covariates you want (e.g. calendar features) as "
+            "past_covariates / future_covariates (Moirai backbones); the backbone also reads "
+            "the time structure from the target itself."
         )
     cls = params.get("optimizer_cls")
     if cls is not None and not (_is_torch_class(cls, "torch.optim") and cls.__name__ == "AdamW"):
@@ -277,7 +278,6 @@ def saveable_params(
 
 #: Why a Darts argument that ``MSFTModel`` does not use is refused.
 _UNUSED_WHY = {
-    "covariates": "MSFTModel does not read covariates yet",
     "sample_weight": "MSFTModel does not weight training samples",
     "trainer": "forecasts run in the engine, without a Lightning Trainer",
     "mc_dropout": "the predictive distribution is the backbone's own; ask for sample paths "
@@ -285,6 +285,29 @@ _UNUSED_WHY = {
     "dataloader_kwargs": "batch_size is the forecasting batch setting",
     "roll_size": "longer horizons roll forward by the model's own horizon limit",
 }
+
+
+def extreme_lags(model: Any) -> tuple:
+    """Darts' ``extreme_lags`` of the model: the input chunk and the output chunk of the
+    target; past covariates over the input chunk and future covariates over the input and
+    output chunks when the model was fitted with them (else None, as Darts asks)."""
+    first, last = -model.min_input_chunk_length, model.output_chunk_length - 1
+    past = (first, -1) if model.uses_past_covariates else (None, None)
+    future = (first, last) if model.uses_future_covariates else (None, None)
+    return first, last, *past, *future, 0
+
+
+def reads_covariates(model: Any) -> bool:
+    """Whether the model's backbone reads covariates (Moirai; not MOMENT): the fitted
+    model's class, or before fit the class of the backbone the settings name."""
+    from msft_forecast.backbones.cache import get_backbone
+    from msft_forecast.msft.registry import model_class
+
+    if model._engine is not None:
+        return type(model._engine.model_).supports_covariates
+    s = model._settings
+    kind = get_backbone(s.backbone, s.revision, allow_fallback=s.allow_fallback).kind
+    return model_class(kind).supports_covariates
 
 
 def refuse_unused(**named: Any) -> None:

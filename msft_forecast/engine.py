@@ -39,6 +39,7 @@ from msft_forecast.runtime import (
     torch_threads,
 )
 from msft_forecast.settings import DEFAULT_LEARNING_RATES, MSFTSettings
+from msft_forecast.training.covariates import SeriesCovariates, as_covariates, forecast_covariates
 from msft_forecast.training.lengths import FitLengths, choose_lengths
 from msft_forecast.training.patch_size import choose_patch_size
 from msft_forecast.training.windows import cut_window, split_windows
@@ -178,6 +179,9 @@ class MSFTEngine:
         warm_start: bool = False,
         max_steps: int | None = None,
         extras: TrainerExtras | None = None,
+        past_covariates: Sequence | None = None,
+        future_covariates: Sequence | None = None,
+        covariate_names: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> MSFTEngine:
         """Fine-tune on a collection of 1-D series (NaN = missing).
 
@@ -200,13 +204,22 @@ class MSFTEngine:
             Lightning callbacks, loggers and a learning-rate scheduler for this call
             (:class:`~msft_forecast.training.trainer.TrainerExtras`): runtime objects, not
             settings, so never saved nor pickled with the engine.
+        past_covariates, future_covariates : sequence of array-like, optional
+            Per series, its past-only ``(T, P)`` and known-future ``(T', F)`` covariates,
+            aligned with the series from its first step (the rules:
+            :mod:`msft_forecast.training.covariates`); only for a backbone whose model
+            ``supports_covariates`` (Moirai).  The model is then fitted to read them, and
+            every forecast must pass them too.
+        covariate_names : (list of str, list of str), optional
+            Names of the past and known-future covariates (recorded, used in messages).
 
         Raises
         ------
         ValueError
             Bad input (see :func:`msft_forecast.validation.as_float_series`: no series, empty,
             non-numeric, infinite or all-missing series), series too short for one training
-            window (the message gives the minimum), or an accelerator that does not exist here.
+            window (the message gives the minimum), an accelerator that does not exist here,
+            or covariates that do not fit their series or that the backbone cannot read.
         NonFiniteLossError
             The training loss became NaN or infinite.
         KeyboardInterrupt
@@ -233,6 +246,7 @@ class MSFTEngine:
         from msft_forecast.training.trainer import check_devices, quiet_lightning
 
         series = as_float_series(series)
+        covs = as_covariates(series, past_covariates, future_covariates, names=covariate_names)
         s = self.settings
         check_devices(s)
         # load (or fetch from the process cache) before seeding: building a module draws from
@@ -244,7 +258,7 @@ class MSFTEngine:
             patch = s.patch_size
             if patch == "auto":  # the smallest candidate: the estimate is an upper bound
                 patch = self.candidate_patch_sizes(freq, lengths.context_length)[0]
-            check_training_memory(s, self._backbone().config, series, lengths, int(patch))
+            check_training_memory(s, self._backbone().config, series, lengths, int(patch), covs)
         seed = self._seed()
         devices = [] if not torch.cuda.is_available() else list(range(torch.cuda.device_count()))
         steps = int(s.max_steps if max_steps is None else max_steps)
@@ -255,7 +269,9 @@ class MSFTEngine:
             quiet_lightning(),
         ):
             torch.manual_seed(seed)
-            model, report = self._fit(series, freq, seed, start_from, steps, lengths, extras)
+            model, report = self._fit(
+                series, freq, seed, start_from, steps, lengths, extras, covs
+            )
         self.model_, self.report_ = model, report
         logger.info(report.summary())  # also the front ends' fit_summary_ / fit_summary
         self.backbone_source_ = self._source_record()
@@ -335,6 +351,7 @@ class MSFTEngine:
         max_steps: int,
         lengths: FitLengths,
         extras: TrainerExtras | None = None,
+        covariates: SeriesCovariates = SeriesCovariates(),  # noqa: B008 (frozen)
     ) -> tuple[MultiScaleModel, FitReport]:
         from msft_forecast.training.trainer import fine_tune
 
@@ -343,9 +360,13 @@ class MSFTEngine:
         H, C = lengths.prediction_length, lengths.context_length
         spec = s.strategy_spec()
         model_class(self._backbone().kind).check_strategy(spec)
+        names = (covariates.past_names, covariates.future_names)
+        model_class(self._backbone().kind).check_covariates(len(names[0]), len(names[1]))
         scales = [unit_scale(x) for x in series]
         try:
-            split = split_windows(series, C, H, validation=s.validation, scales=scales)
+            split = split_windows(
+                series, C, H, validation=s.validation, scales=scales, covariates=covariates.pairs
+            )
         except ValueError:
             if spec.trains:
                 raise
@@ -365,6 +386,8 @@ class MSFTEngine:
             context_length=C,
             prediction_length=H,
             choices=choices,
+            past_covariates=names[0],
+            future_covariates=names[1],
         )
         report.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if spec.trains and max_steps > 0:
@@ -430,6 +453,8 @@ class MSFTEngine:
         *,
         seed: int | None = None,
         batch_size: int = 256,
+        past_covariates: Sequence | None = None,
+        future_covariates: Sequence | None = None,
     ) -> Forecast:
         """Forecast ``horizon`` steps after the end of each context series.
 
@@ -450,6 +475,10 @@ class MSFTEngine:
             call nor on ``batch_size``.
         batch_size : int, default 256
             Contexts per model call.
+        past_covariates, future_covariates : sequence of array-like, optional
+            The covariates the model was fitted with, per context, aligned with it from its
+            first step; known-future ones reach ``horizon`` steps past its end (the rules:
+            :mod:`msft_forecast.training.covariates`).
 
         Raises
         ------
@@ -457,7 +486,8 @@ class MSFTEngine:
             The engine is not fitted.
         ValueError
             Bad contexts (empty, non-numeric, infinite values, or no observed value in the last
-            ``context_length`` steps), ``horizon < 1`` or ``num_samples < 0``.
+            ``context_length`` steps), ``horizon < 1``, ``num_samples < 0``, or covariates
+            other than the fitted ones or too short.
         """
         model = self._fitted_model()
         contexts = as_float_series(contexts, what="context", require_observed=False)
@@ -470,36 +500,41 @@ class MSFTEngine:
             raise ValueError(
                 f"num_samples must be >= 1 (or 0 for the mean alone), got {num_samples}."
             )
+        pairs = forecast_covariates(contexts, past_covariates, future_covariates, int(horizon),
+                                    self.report_, model.horizon_limit).pairs  # fmt: skip
         seed = self._seed() if seed is None else int(seed)
         step = model.horizon_limit or int(horizon)
         first = self._forecast_once(
-            contexts, min(step, int(horizon)), num_samples, seed, batch_size
+            contexts, min(step, int(horizon)), num_samples, seed, batch_size, pairs
         )
         if horizon <= step:
             return first
         return self._roll_forward(contexts, first, int(horizon), step, seed, batch_size)
 
     def _forecast_once(
-        self, contexts: list[np.ndarray], horizon: int, num_samples: int, seed: int, batch: int
-    ) -> Forecast:
+        self, contexts: list[np.ndarray], horizon: int, num_samples: int, seed: int, batch: int,
+        pairs: list | None = None,
+    ) -> Forecast:  # fmt: skip
         """One forecast of at most the model's horizon limit, in batches."""
         from msft_forecast.memory import forecast_batch_size
 
         model, C = self.model_.eval(), self.context_length_
         batch = forecast_batch_size(
             model, len(contexts), C, horizon, num_samples, batch,
-            attention=self._attention_shape(),
+            attention=self._attention_shape(), covariates=pairs,
         )  # fmt: skip
         seeds = row_seeds(seed, len(contexts))
         with torch_threads(self.settings.num_threads):
-            outs = self._forecast_batches(model, contexts, C, horizon, num_samples, seeds, batch)
+            outs = self._forecast_batches(
+                model, contexts, C, horizon, num_samples, seeds, batch, pairs
+            )
         mean, samples, scale_means = (torch.cat(parts).numpy() for parts in zip(*outs, strict=True))
         weights = model.mixing_weights().detach().double().cpu().numpy()
         return Forecast(mean=mean, samples=samples, scale_means=scale_means, weights=weights)
 
     def _forecast_batches(
         self, model: MultiScaleModel, contexts: list[np.ndarray], C: int, horizon: int,
-        num_samples: int, seeds: Sequence[int], batch: int,
+        num_samples: int, seeds: Sequence[int], batch: int, pairs: list | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
         """The model's mean, samples and scale means for ``contexts``, ``batch`` at a time,
         back in each context's units."""
@@ -508,13 +543,17 @@ class MSFTEngine:
             chunk = [c[-C:] for c in contexts[start : start + batch]]
             # each context in its own units (scale-equivariant forecasts, see unit_scale)
             factors = torch.tensor([unit_scale(c) for c in chunk], dtype=torch.float64)
-            windows = [
-                cut_window(c, len(c), C, 0, float(f)) for c, f in zip(chunk, factors, strict=True)
-            ]
+            rows = range(start, start + len(chunk))
+            windows = [  # the full context: covariates stay aligned with it
+                cut_window(contexts[i], len(contexts[i]), C, horizon if pairs else 0, float(f),
+                           pairs[i] if pairs else None)
+                for i, f in zip(rows, factors, strict=True)
+            ]  # fmt: skip
             b = torch.utils.data.default_collate(windows)
             out = model.forecast(
                 b["context"], b["context_observed"], horizon, num_samples,
                 available=b["available"], seeds=seeds[start : start + batch],
+                **({"covariates": b["covariates"]} if pairs else {}),
             )  # fmt: skip
             outs.append(
                 (

@@ -99,10 +99,12 @@ def training_step_bytes(
     d_model: int,
     num_layers: int,
     num_heads: int,
+    variates: int = 1,
 ) -> float:
     """An upper estimate of the memory one fine-tuning step keeps for its backward pass.
 
-    Tokens: every scale's context and horizon in patches (scale ``k`` pools ``2**k`` steps).
+    Tokens: every scale's context and horizon in patches (scale ``k`` pools ``2**k`` steps),
+    for each of the ``variates`` (the target and its covariates, each counted whole).
     Per layer and token, about twelve activations of width ``d_model`` (projections, feed-forward,
     norms) and, per head, a row of attention weights over all tokens, all float32; the windows
     themselves (values, masks, per-scale copies) add 64 bytes a step.  The attention term grows
@@ -116,14 +118,20 @@ def training_step_bytes(
     '0.09 GB'
     """
     steps = context_length + horizon
-    tokens = sum(-(-steps // (patch_size * 2**k)) for k in range(max(1, num_scales)))
+    tokens = variates * sum(-(-steps // (patch_size * 2**k)) for k in range(max(1, num_scales)))
     per_layer = tokens * d_model * 4 * 12 + num_heads * tokens * tokens * 4
-    return float(batch_size) * (num_layers * per_layer + steps * 64)
+    return float(batch_size) * (num_layers * per_layer + variates * steps * 64)
+
+
+def _variates(pair: Any) -> int:
+    """The target plus the covariates of one ``(past, future)`` covariate pair."""
+    return 1 + sum(0 if a is None else int(a.shape[1]) for a in pair)
 
 
 def check_training_memory(
-    settings: Any, config: Any, series: list, lengths: Any, patch_size: int
-) -> None:
+    settings: Any, config: Any, series: list, lengths: Any, patch_size: int,
+    covariates: Any = None,
+) -> None:  # fmt: skip
     """Refuse settings whose training step cannot fit in the host's memory, before any
     allocation (an accelerator's memory is its own: nothing is checked there).
 
@@ -139,6 +147,8 @@ def check_training_memory(
         Context and training horizon of the fit.
     patch_size : int
         The fit's patch size (the smallest candidate when it is chosen later).
+    covariates : SeriesCovariates, optional
+        The fit's covariates (each adds a variate's tokens).
     """
     from msft_forecast.training.trainer import runs_on_cpu
 
@@ -155,6 +165,7 @@ def check_training_memory(
         d_model=int(config.d_model),
         num_layers=int(config.num_layers),
         num_heads=int(config.num_heads),
+        variates=_variates(covariates.pairs[0]) if covariates and covariates.pairs else 1,
     )
     longest = max(len(x) for x in series)
     check_memory(
@@ -180,6 +191,7 @@ def forecast_batch_size(
     samples: int,
     batch_size: int,
     attention: tuple[int, int] | None = None,
+    covariates: list | None = None,
 ) -> int:
     """Refuse a forecast whose outputs cannot fit in memory; else the batch size that keeps the
     working memory of one model call within a quarter of what is left (never larger than
@@ -189,7 +201,8 @@ def forecast_batch_size(
     patches) and, with ``attention = (patch_size, heads)``, one layer's attention weights over
     all tokens of all scales (inference keeps one layer's at a time).  Batches only group rows
     for speed: a row's samples come from its own stream, so a smaller batch gives the same
-    forecast (up to float rounding).
+    forecast (up to float rounding).  ``covariates`` (the rows' ``(past, future)`` covariate
+    pairs) add their variates' tokens.
     """
     scales = int(getattr(getattr(model, "spec", None), "num_scales", 1))
     outputs = 16.0 * rows * horizon * (samples + scales + 1)  # float64, and one copy when joined
@@ -203,6 +216,7 @@ def forecast_batch_size(
     if attention is not None:
         patch, heads = attention
         tokens = sum(-(-(context + horizon) // (patch * 2**k)) for k in range(max(1, scales)))
+        tokens *= _variates(covariates[0]) if covariates else 1
         per_row += 2 * 4 * heads * tokens * tokens  # float32 scores and their softmax
     available = available_memory_bytes()
     if available is None:

@@ -55,6 +55,10 @@ class FitReport:
     history: dict[str, list] = field(default_factory=dict)
     trainable_parameters: int = 0
     wall_time_s: float = 0.0
+    #: Names of the past-only and known-future covariates the model was fitted with (see
+    #: :mod:`msft_forecast.training.covariates`); forecasts must pass as many of each.
+    past_covariates: list[str] = field(default_factory=list)
+    future_covariates: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """What the fit did, on one line: steps, best validation loss and its step, patch

@@ -20,7 +20,7 @@ from msft_forecast._extras import requiring
 with requiring("sktime", "msft_forecast.sktime (MSFTForecaster)"):
     from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
-from msft_forecast.data import panel
+from msft_forecast.data import exogenous, panel
 from msft_forecast.engine import MSFTEngine
 from msft_forecast.settings import MSFTSettings
 
@@ -48,8 +48,11 @@ class MSFTForecaster(BaseForecaster):
     (MSE-optimal; use ``predict_quantiles(alpha=0.5)`` for the median). ``predict_quantiles``,
     ``predict_interval``, ``predict_var`` and ``predict_proba`` (an skpro ``Empirical``) come from
     the same ``num_samples`` sample paths. Missing values (NaN) in ``y`` are allowed: the engine
-    masks them. Exogenous data ``X`` is not used (``capability:exogenous`` is False): MSFT
-    adapts univariate foundation models, which have no covariate input.
+    masks them. Exogenous data ``X`` (Moirai backbones) is read as **known-future
+    covariates** through Moirai's any-variate attention: ``X`` in ``fit`` (and ``update``)
+    at ``y``'s time points, ``X`` in ``predict`` at the forecast time points (it must reach
+    the last one); a forecaster fitted with ``X`` needs ``X`` in ``predict``, one fitted
+    without ignores it (see :mod:`msft_forecast.data.exogenous`). ``pretrain`` ignores ``X``.
 
     Parameters
     ----------
@@ -250,7 +253,7 @@ default="validation"
         "y_inner_mtype": _INNER_MTYPES,
         "X_inner_mtype": _INNER_MTYPES,
         "capability:multivariate": True,
-        "capability:exogenous": False,
+        "capability:exogenous": True,
         "capability:insample": False,
         "capability:pred_int": True,
         "capability:pred_int:insample": False,
@@ -348,15 +351,17 @@ default="validation"
         series = panel.channels(y)
         freq = panel.frequency_key_of(self.cutoff)
         pretrained = getattr(self, "pretrained_engine_", None)
+        covariates = exogenous.covariate_arguments(y, X)
         if pretrained is None:
-            engine = MSFTEngine(settings).fit(series, freq=freq)
+            engine = MSFTEngine(settings).fit(series, freq=freq, **covariates)
         else:
             engine = MSFTEngine.from_pretrained(pretrained, settings)
-            engine.fit(series, freq=freq, warm_start=True)
+            engine.fit(series, freq=freq, warm_start=True, **covariates)
         self.engine_ = engine
         self.backbone_used_ = engine.backbone_used
         self.fit_summary_ = engine.report_.summary()
         self.history_ = panel.tail(y, self._history_length())
+        self.X_history_ = None if X is None else panel.tail(X, self._history_length())
         return self
 
     def __repr__(self, n_char_max: int = 700) -> str:
@@ -409,18 +414,21 @@ default="validation"
         # the series' grid, never glued on as if they followed the old data directly
         history = panel.on_grid(update_data(self.history_, y), panel.grid_step(self.history_))
         self.history_ = panel.tail(history, self._history_length())
+        X_all = None if self.X_history_ is None else update_data(self.X_history_, X)
+        self.X_history_ = None if X_all is None else panel.tail(X_all, self._history_length())
         if update_params and int(self.update_steps) > 0:
             self.engine_.fit(
                 panel.channels(history),
                 freq=panel.frequency_key_of(self.cutoff),
                 warm_start=True,
                 max_steps=int(self.update_steps),
+                **exogenous.covariate_arguments(history, X_all),
             )
             self.fit_summary_ = self.engine_.report_.summary()
         return self
 
     # ------------------------------------------------------------------------------- predict
-    def _forecast(self, fh: ForecastingHorizon, num_samples: int | None = None):
+    def _forecast(self, fh: ForecastingHorizon, X=None, num_samples: int | None = None):
         """Engine forecast for ``fh`` (``num_samples`` paths; default the setting, 0 for the
         mean alone) and how to lay it out.
 
@@ -456,33 +464,31 @@ default="validation"
                 f"{type(self).__name__} can not perform in-sample prediction; found fh {fh}."
             )
         panel.check_on_grid(times, steps, parts)
+        covariates = {}
+        if self.engine_.report_.future_covariates:  # fitted with X: X covers the horizon
+            covariates["future_covariates"] = exogenous.forecast_covariates(
+                self.history_, self.X_history_, X, int(steps.max()), self.X_history_.columns
+            )
         forecast = self.engine_.forecast(
-            panel.channels(self.history_), horizon=int(steps.max()), num_samples=num_samples
-        )
+            panel.channels(self.history_), horizon=int(steps.max()), num_samples=num_samples,
+            **covariates,
+        )  # fmt: skip
         index = panel.output_index(self.history_, [k for k, _ in parts], times)
         return forecast, steps - 1, index, len(parts)
-
-    def _select(self, values: np.ndarray, steps: np.ndarray, n_instances: int) -> np.ndarray:
-        """``(series, ..., H)`` engine array -> ``(instances, fh, variables, ...)``."""
-        n_vars = values.shape[0] // n_instances
-        per = values.reshape(n_instances, n_vars, *values.shape[1:])
-        idx = steps.reshape(n_instances, 1, *([1] * (values.ndim - 2)), steps.shape[1])
-        picked = np.take_along_axis(per, idx, axis=-1)  # (instances, vars, ..., fh)
-        return np.moveaxis(picked, -1, 1)
 
     def _predict(self, fh: ForecastingHorizon, X=None) -> pd.DataFrame:
         """Point forecast: the mean of the predictive distribution (``Forecast.mean``), computed
         from the distributions without drawing sample paths."""
-        forecast, steps, index, n = self._forecast(fh, num_samples=0)
-        values = self._select(forecast.mean, steps, n)  # (instances, fh, vars)
+        forecast, steps, index, n = self._forecast(fh, X, num_samples=0)
+        values = panel.select_steps(forecast.mean, steps, n)  # (instances, fh, vars)
         return pd.DataFrame(
             values.reshape(len(index), -1), index=index, columns=self._get_varnames()
         )
 
     def _predict_quantiles(self, fh: ForecastingHorizon, X, alpha: list[float]) -> pd.DataFrame:
         """Empirical quantiles of the sample paths (``Forecast.quantiles``), monotone in alpha."""
-        forecast, steps, index, n = self._forecast(fh)
-        values = self._select(forecast.quantiles(alpha), steps, n)  # (inst, fh, vars, alpha)
+        forecast, steps, index, n = self._forecast(fh, X)
+        values = panel.select_steps(forecast.quantiles(alpha), steps, n)  # (inst, fh, vars, alpha)
         columns = self._get_columns(method="predict_quantiles", alpha=alpha)
         return pd.DataFrame(values.reshape(len(index), -1), index=index, columns=columns)
 
@@ -492,8 +498,8 @@ default="validation"
             raise NotImplementedError(
                 f"{type(self).__name__}.predict_var supports marginal variances only (cov=False)."
             )
-        forecast, steps, index, n = self._forecast(fh)
-        values = self._select(forecast.samples.var(axis=1), steps, n)
+        forecast, steps, index, n = self._forecast(fh, X)
+        values = panel.select_steps(forecast.samples.var(axis=1), steps, n)
         return pd.DataFrame(
             values.reshape(len(index), -1), index=index, columns=self._get_varnames()
         )
@@ -506,8 +512,8 @@ default="validation"
         """
         from skpro.distributions import Empirical
 
-        forecast, steps, index, n = self._forecast(fh)
-        values = self._select(forecast.samples, steps, n)  # (inst, fh, vars, samples)
+        forecast, steps, index, n = self._forecast(fh, X)
+        values = panel.select_steps(forecast.samples, steps, n)  # (inst, fh, vars, samples)
         num_samples = values.shape[-1]
         values = np.moveaxis(values, -1, 0).reshape(num_samples * len(index), -1)
         rows = np.tile(np.arange(len(index)), num_samples)

@@ -205,3 +205,39 @@ def test_defaults_run_offline_and_name_the_backbone_and_seed(tmp_path, capsys) -
     assert main([*common, "--seed", seed]) == 0
     again = capsys.readouterr().out
     assert again.split("backbone")[0] == first and f"seed {seed}\n" in again
+
+
+def _covariate_csv(path, n: int = 200, horizon: int = 12) -> str:
+    """``load`` with ``temp`` known up to the last load and ``price`` known ``horizon``
+    steps ahead (the last rows leave ``load`` and ``temp`` empty)."""
+    t = pd.date_range("2024-01-01", periods=n + horizon, freq="h")
+    price = np.cos(np.arange(n + horizon) * 2 * np.pi / 24)
+    load = 5 + price + 0.1 * np.arange(n + horizon) / n
+    frame = pd.DataFrame({"timestamp": t, "load": load, "temp": 2 * price, "price": price})
+    frame.loc[n:, ["load", "temp"]] = np.nan
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_forecast_with_covariate_columns(tiny_moirai_dir, tmp_path, capsys) -> None:
+    path = _covariate_csv(tmp_path / "cov.csv")
+    out = tmp_path / "out.csv"
+    code = main(["forecast", path, "--horizon", "12", "--backbone", str(tiny_moirai_dir),
+                 "--context", "64", "--max-steps", "1", "--batch-size", "4",
+                 "--past-covariates", "temp", "--future-covariates", "price",
+                 "--output", str(out)])  # fmt: skip
+    assert code == 0
+    result = pd.read_csv(out, parse_dates=["time"])
+    assert list(result["series"].unique()) == ["load"]  # covariates are never forecast
+    assert result["time"].min() == pd.Timestamp("2024-01-09 08:00")  # after the last load
+    assert len(result) == 12 and result["mean"].notna().all()
+
+
+def test_future_covariates_need_the_forecast_period_in_the_file(tmp_path, capsys) -> None:
+    path = _csv(tmp_path / "in.csv")  # no empty forecast period at the end
+    code = main(["forecast", path, "--horizon", "12", "--backbone", "moirai-tiny",
+                 "--future-covariates", "temp"])  # fmt: skip
+    assert code == 2
+    assert "last 12 rows (--horizon) are the forecast period" in capsys.readouterr().err
+    code = main(["forecast", path, "--horizon", "12", "--past-covariates", "nope"])
+    assert code == 2 and "covariate columns ['nope']" in capsys.readouterr().err

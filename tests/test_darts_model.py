@@ -76,7 +76,7 @@ def test_is_a_darts_global_model(fitted):
     assert isinstance(fitted, GlobalForecastingModel)
     assert fitted.supports_probabilistic_prediction
     assert fitted.supports_multivariate and fitted.supports_likelihood_parameter_prediction
-    assert not fitted.supports_past_covariates and not fitted.supports_future_covariates
+    assert fitted.supports_past_covariates and fitted.supports_future_covariates  # Moirai
     assert fitted.extreme_lags == (-C, H - 1, None, None, None, None, 0)
     assert fitted.min_train_series_length == C + H
 
@@ -120,11 +120,15 @@ def test_settings_and_trainer_kwargs_reach_the_engine():
     assert clone.model_params == model.model_params and clone._engine is None
 
 
-def test_covariates_are_rejected(fitted, airline):
-    with pytest.raises(ValueError, match="covariates"):
-        _model("moirai-tiny").fit(airline, past_covariates=airline)
-    with pytest.raises(ValueError, match="covariates"):
+def test_covariates_are_refused_where_they_cannot_be_read(fitted, airline, tiny_moment_dir):
+    """A model fitted without covariates refuses them in predict; MOMENT has no covariate
+    input (``supports_*_covariates`` False) and refuses them in fit."""
+    with pytest.raises(ValueError, match="fitted with 0 past covariates"):
         fitted.predict(H, series=airline, past_covariates=airline)
+    moment = _model(tiny_moment_dir, input_chunk_length=64, max_steps=1)
+    assert not moment.supports_past_covariates and not moment.supports_future_covariates
+    with pytest.raises(ValueError, match="no covariate input.*backbone='moirai'"):
+        moment.fit(airline, past_covariates=airline)
 
 
 # -------------------------------------------------------------------------------- predict

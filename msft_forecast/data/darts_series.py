@@ -165,12 +165,16 @@ def forecast_blocks(
     quantiles: Sequence[float] | None,
     random_state: int | None,
     batch_size: int | None = None,
+    covariates: dict[str, list[np.ndarray]] | None = None,
 ) -> list[np.ndarray]:
     """Forecast ``(time, components)`` contexts with ``engine``: one engine call for all.
 
     Returns one ``(n, components, samples)`` array per block, or with ``quantiles``
     ``(n, components * len(quantiles), 1)`` (quantiles vary fastest, as Darts names them).
-    ``batch_size``: contexts per model call (default the engine's).
+    ``batch_size``: contexts per model call (default the engine's).  ``covariates``: per
+    block, its ``"past"`` and ``"future"`` covariate arrays aligned with the block's last
+    ``context_length`` steps (:func:`~msft_forecast.data.darts_covariates.window_covariates`),
+    shared by the block's components.
     """
     likelihood = quantiles is not None
     if not likelihood and (
@@ -190,6 +194,9 @@ def forecast_blocks(
     draws = None if likelihood else (0 if num_samples == 1 else int(num_samples))
     seed = random_state if random_state is not None else engine.settings.random_state
     batch = {} if batch_size is None else {"batch_size": int(batch_size)}
+    for kind, arrays in (covariates or {}).items():
+        per_channel = [a for a, b in zip(arrays, blocks, strict=True) for _ in range(b.shape[1])]
+        batch[f"{kind}_covariates"] = per_channel
     fc = engine.forecast(contexts, n, draws, seed=seed, **batch)
     if likelihood:
         flat = fc.quantiles(quantiles)  # (rows, Q, n)
@@ -213,6 +220,17 @@ def forecast_windows(
     arrays = [series_values(s) for s in series]
     blocks = [a[max(0, t - context) : t] for a, o in zip(arrays, origins, strict=True) for t in o]
     return origins, blocks
+
+
+def check_contexts(series: Sequence[TimeSeries], need: int, input_chunk_length: int) -> None:
+    """Refuse a series shorter than ``need`` steps (the minimum input chunk)."""
+    for index, s in enumerate(series):
+        if len(s) < need:
+            raise ValueError(
+                f"The series at index {index} has {len(s)} steps; this model needs at least "
+                f"{need} (input_chunk_length). Pass input_chunk_length=(min_length, "
+                f"{input_chunk_length}) to forecast shorter series."
+            )
 
 
 def historical_series(

@@ -140,6 +140,16 @@ def output_index(history: pd.DataFrame, keys: list[tuple], times: pd.Index) -> p
     return pd.MultiIndex.from_arrays(arrays, names=names)
 
 
+def select_steps(values: np.ndarray, steps: np.ndarray, n_instances: int) -> np.ndarray:
+    """``(series, ..., H)`` engine array -> ``(instances, fh, variables, ...)``: the forecast
+    steps ``steps`` (``(instances, len(fh))``, zero-based) of every channel."""
+    n_vars = values.shape[0] // n_instances
+    per = values.reshape(n_instances, n_vars, *values.shape[1:])
+    idx = steps.reshape(n_instances, 1, *([1] * (values.ndim - 2)), steps.shape[1])
+    picked = np.take_along_axis(per, idx, axis=-1)  # (instances, vars, ..., fh)
+    return np.moveaxis(picked, -1, 1)
+
+
 def frequency_key_of(cutoff) -> str | None:
     """One unambiguous frequency letter for the engine, or None when the index has none.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import torch
@@ -38,6 +38,21 @@ from msft_forecast.msft.strategies import StrategySpec
 #: Buffers fine-tuning writes and saved models keep with the trainable tensors (AdaLoRA's
 #: allocated ranks).
 TRAINED_BUFFERS: tuple[str, ...] = ("rank_mask",)
+
+
+class Covariates(TypedDict):
+    """A batch's covariates, as the windows carry them (see
+    :func:`~msft_forecast.training.windows.cut_window`); unobserved values hold 0.
+
+    ``past`` / ``past_observed``: ``(B, P, C)`` past-only covariates over the context.
+    ``future`` / ``future_observed``: ``(B, F, C + H)`` known-future covariates over the
+    context and the horizon.  ``P`` or ``F`` may be 0.
+    """
+
+    past: Tensor
+    past_observed: Tensor
+    future: Tensor
+    future_observed: Tensor
 
 
 @dataclass
@@ -84,6 +99,9 @@ class MultiScaleModel(nn.Module):
     #: True when the model has no predictive distribution: its sample paths are the point
     #: forecast plus held-out residuals, which :meth:`calibrate` collects after training.
     intervals_from_residuals: ClassVar[bool] = False
+    #: True when the model reads covariates (the ``covariates`` argument of :meth:`loss`,
+    #: :meth:`validation_scores` and :meth:`forecast`) as extra input variates.
+    supports_covariates: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, spec: StrategySpec, pooling: str = "mean") -> None:
         super().__init__()
@@ -115,6 +133,17 @@ class MultiScaleModel(nn.Module):
     @classmethod
     def check_strategy(cls, spec: StrategySpec) -> None:
         """Raise ``ValueError`` when this backbone cannot serve the strategy."""
+
+    @classmethod
+    def check_covariates(cls, num_past: int, num_future: int) -> None:
+        """Raise ``ValueError`` when covariates are given to a backbone that reads none."""
+        if (num_past or num_future) and not cls.supports_covariates:
+            raise ValueError(
+                f"The {cls.kind} backbone has no covariate input, and {num_past} past and "
+                f"{num_future} known-future covariates were given. Use a Moirai backbone "
+                f"(backbone='moirai'), whose any-variate attention reads covariates, or drop "
+                f"the covariates."
+            )
 
     @classmethod
     def candidate_patch_sizes(cls, config: Any, freq: str | None, context_length: int) -> list[int]:
@@ -176,13 +205,16 @@ class MultiScaleModel(nn.Module):
     def loss(
         self, context: Tensor, context_observed: Tensor, horizon: Tensor,
         horizon_observed: Tensor, available: Tensor | None = None,
+        covariates: Covariates | None = None,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        """Training loss and the ``(K+1,)`` per-scale losses (detached)."""
+        """Training loss and the ``(K+1,)`` per-scale losses (detached); ``covariates`` only
+        for a model that :attr:`supports_covariates`."""
         raise NotImplementedError
 
     def validation_scores(
         self, context: Tensor, context_observed: Tensor, horizon: Tensor,
-        horizon_observed: Tensor, available: Tensor | None = None, *,
+        horizon_observed: Tensor, available: Tensor | None = None,
+        covariates: Covariates | None = None, *,
         generator: torch.Generator | None = None, num_samples: int = 16,
     ) -> tuple[Tensor, CombinationStatistics]:  # fmt: skip
         """Per-scale losses and the statistics of the combined forecast's validation loss."""
@@ -196,6 +228,7 @@ class MultiScaleModel(nn.Module):
         self, context: Tensor, context_observed: Tensor, horizon_length: int,
         num_samples: int = 0, available: Tensor | None = None,
         generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+        covariates: Covariates | None = None,
     ) -> ModelForecast:  # fmt: skip
         """Forecast ``horizon_length`` steps after each context.
 

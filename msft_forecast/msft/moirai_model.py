@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from msft_forecast.backbones.distributions import build_distribution, map_params, select_rows
 from msft_forecast.frequencies import MOIRAI_PATCH_SIZES_BY_FREQ, frequency_key
-from msft_forecast.msft.base import ModelForecast, MultiScaleModel
+from msft_forecast.msft.base import Covariates, ModelForecast, MultiScaleModel
 from msft_forecast.msft.layout import TokenLayout
 from msft_forecast.msft.mixing import CombinationStatistics, crps_statistics, mixture_nll
 from msft_forecast.msft.modules import (
@@ -31,7 +31,14 @@ from msft_forecast.msft.modules import (
     ScaleContext,
     lora_for,
 )
-from msft_forecast.msft.scales import PoolingOp, Scale, build_scales, upsample_horizon
+from msft_forecast.msft.scales import (
+    PoolingOp,
+    Scale,
+    Segment,
+    build_scales,
+    context_scales,
+    upsample_horizon,
+)
 from msft_forecast.msft.strategies import StrategySpec
 
 
@@ -50,11 +57,34 @@ class MoiraiTokens:
 
 
 def _patch(values: Tensor, observed: Tensor, n_tokens: int, p: int, *, left: bool):
-    """Pad one segment to ``n_tokens * p`` steps (padding unobserved) and cut it into tokens."""
+    """Pad one segment to ``n_tokens * p`` steps (padding unobserved) and cut it into tokens
+    (``(..., L) -> (..., n_tokens, p)``)."""
     pad = n_tokens * p - values.shape[-1]
     spec = (pad, 0) if left else (0, pad)
-    values = F.pad(values, spec).reshape(values.shape[0], n_tokens, p)
-    observed = F.pad(observed, spec, value=False).reshape(observed.shape[0], n_tokens, p)
+    values = F.pad(values, spec).reshape(*values.shape[:-1], n_tokens, p)
+    observed = F.pad(observed, spec, value=False).reshape(*observed.shape[:-1], n_tokens, p)
+    return values, observed
+
+
+def _covariate_tokens(
+    known: Scale | None, past: Segment | None, span, p: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Values and observed masks ``(B, tokens, p)`` of a scale's covariates in span order:
+    each known covariate's context then horizon tokens, then each past covariate's context."""
+    values, observed = [], []
+    if known is not None:
+        cv, co = _patch(
+            known.context.values, known.context.observed, span.num_context, p, left=True
+        )
+        hv, ho = _patch(
+            known.horizon.values, known.horizon.observed, span.num_horizon, p, left=False
+        )
+        values.append(torch.cat([cv, hv], 2).flatten(1, 2))  # (B, F * (nc + nh), p)
+        observed.append(torch.cat([co, ho], 2).flatten(1, 2))
+    if past is not None:
+        pv, po = _patch(past.values, past.observed, span.num_context, p, left=True)
+        values.append(pv.flatten(1, 2))
+        observed.append(po.flatten(1, 2))
     return values, observed
 
 
@@ -63,6 +93,8 @@ def pack_tokens(
     available: Tensor,
     layout: TokenLayout,
     max_patch_size: int,
+    known: list[Scale] | None = None,
+    past: list[Segment] | None = None,
 ) -> MoiraiTokens:
     """Pack all scales of a window batch into one token sequence per row.
 
@@ -73,13 +105,21 @@ def pack_tokens(
     available : Tensor
         ``(B,)`` long: how many context steps lie after the series' start (the rest is padding).
     layout : TokenLayout
-        Static layout for these lengths.
+        Static layout for these lengths (and covariate counts).
     max_patch_size : int
         The backbone's largest patch size (token width of its input).
+    known, past : list, optional
+        Known-future covariates' scales (values ``(B, F, .)``) and past-only covariates'
+        context scales (``(B, P, C_k)``), packed as uni2ts packs ``feat_dynamic_real`` and
+        ``past_feat_dynamic_real``: each its own variate id in the target's sample (here the
+        scale's group), the target's time ids, the same padding; known covariates' horizon
+        tokens are observed inputs, never predicted; past covariates have no horizon tokens.
     """
     p = layout.patch_size
     batch = available.shape[0]
     device = available.device
+    nk, np_ = layout.num_known, layout.num_past
+    covariates = bool(nk or np_)
     targets, observed, sample_ids, time_ids = [], [], [], []
     for scale, span in zip(scales, layout.spans, strict=True):
         cv, co = _patch(
@@ -96,25 +136,41 @@ def pack_tokens(
         position = torch.arange(span.num_context, device=device)
         is_real = position.unsqueeze(0) >= (span.num_context - real_tokens).unsqueeze(1)
         group = scale.level + 1
-        sample_ids += [
-            torch.where(is_real, group, 0),
-            torch.full((batch, span.num_horizon), group, device=device),
-        ]
+        ctx_sample = torch.where(is_real, group, 0)
+        hor_sample = torch.full((batch, span.num_horizon), group, device=device)
+        sample_ids += [ctx_sample, hor_sample]
         # zero-shot Moirai's time ids: count observed context tokens, horizon continues after
         ctx_time = (co.any(-1).long().cumsum(-1) - 1).clamp(min=0)
         last = ctx_time.max(dim=-1, keepdim=True).values
         hor_time = last + 1 + torch.arange(span.num_horizon, device=device)
         time_ids += [ctx_time, hor_time]
+        if not covariates:
+            continue
+        # covariates: the target's sample ids (padding included) and time ids, per variate
+        level = scale.level
+        values, masks = _covariate_tokens(
+            None if known is None else known[level], None if past is None else past[level],
+            span, p,
+        )  # fmt: skip
+        targets += values
+        observed += masks
+        full_sample = torch.cat([ctx_sample, hor_sample], 1)
+        full_time = torch.cat([ctx_time, hor_time], 1)
+        sample_ids += [full_sample.repeat(1, nk), ctx_sample.repeat(1, np_)]
+        time_ids += [full_time.repeat(1, nk), ctx_time.repeat(1, np_)]
     target = F.pad(torch.cat(targets, 1), (0, max_patch_size - p))
     obs = F.pad(torch.cat(observed, 1), (0, max_patch_size - p), value=False)
     sample_id = torch.cat(sample_ids, 1).long()
     prediction_mask = layout.is_horizon_token.to(device).unsqueeze(0).expand(batch, -1)
+    variate_id = torch.zeros_like(sample_id)
+    if covariates:
+        variate_id = layout.variate_of_token.to(device).unsqueeze(0).expand(batch, -1)
     return MoiraiTokens(
         target=target,
         observed=obs,
         sample_id=sample_id,
         time_id=torch.cat(time_ids, 1),
-        variate_id=torch.zeros_like(sample_id),
+        variate_id=variate_id,
         prediction_mask=prediction_mask,
         patch_size=torch.full_like(sample_id, p),
         ctx=ScaleContext.build(layout, sample_id > 0),
@@ -165,6 +221,7 @@ class MultiScaleMoirai(MultiScaleModel):
     """
 
     kind = "moirai"
+    supports_covariates = True
 
     def __init__(
         self, backbone: nn.Module, spec: StrategySpec, patch_size: int, pooling: PoolingOp = "mean"
@@ -242,12 +299,15 @@ class MultiScaleMoirai(MultiScaleModel):
         return mods
 
     # --------------------------------------------------------------------------------- forward
-    def token_layout(self, context_length: int, horizon_length: int) -> TokenLayout:
-        key = (context_length, horizon_length)
+    def token_layout(
+        self, context_length: int, horizon_length: int, num_known: int = 0, num_past: int = 0
+    ) -> TokenLayout:
+        key = (context_length, horizon_length, num_known, num_past)
         if key not in self._layouts:
             self._layouts[key] = TokenLayout(
-                context_length, horizon_length, self.patch_size, self.spec.num_scales
-            )
+                context_length, horizon_length, self.patch_size, self.spec.num_scales,
+                num_known, num_past,
+            )  # fmt: skip
         return self._layouts[key]
 
     def tokens(
@@ -257,9 +317,34 @@ class MultiScaleMoirai(MultiScaleModel):
         horizon: Tensor,
         horizon_observed: Tensor,
         available: Tensor | None = None,
+        covariates: Covariates | None = None,
     ) -> tuple[MoiraiTokens, TokenLayout]:
-        """Build scales and pack them; ``available`` defaults to the whole context."""
-        layout = self.token_layout(context.shape[-1], horizon.shape[-1])
+        """Build scales and pack them; ``available`` defaults to the whole context.
+
+        ``covariates`` (see :class:`~msft_forecast.msft.base.Covariates`) are pooled into the
+        same scales as the target and packed as extra variates of every scale.
+        """
+        C, H, K = context.shape[-1], horizon.shape[-1], self.spec.num_scales
+        known = past = None
+        if covariates is not None:
+            fut, fut_obs = covariates["future"], covariates["future_observed"]
+            if fut.shape[1]:
+                if fut.shape[-1] != C + H:
+                    raise ValueError(
+                        f"known-future covariates span {fut.shape[-1]} steps; the window needs "
+                        f"{C + H} (context {C} + horizon {H})."
+                    )
+                known = build_scales(
+                    fut[..., :C], fut_obs[..., :C], fut[..., C:], fut_obs[..., C:], K, self.pooling
+                )
+            if covariates["past"].shape[1]:
+                past = context_scales(
+                    covariates["past"], covariates["past_observed"], K, self.pooling
+                )
+        layout = self.token_layout(
+            C, H, 0 if known is None else fut.shape[1],
+            0 if past is None else covariates["past"].shape[1],
+        )  # fmt: skip
         scales = build_scales(
             context, context_observed, horizon, horizon_observed, self.spec.num_scales, self.pooling
         )
@@ -267,7 +352,7 @@ class MultiScaleMoirai(MultiScaleModel):
             available = torch.full(
                 (context.shape[0],), context.shape[-1], dtype=torch.long, device=context.device
             )
-        return pack_tokens(scales, available, layout, self.max_patch_size), layout
+        return pack_tokens(scales, available, layout, self.max_patch_size, known, past), layout
 
     def encode(self, tok: MoiraiTokens) -> tuple[Tensor, Tensor, Tensor]:
         """Run the backbone with the MSFT parts; returns (representations, loc, scale)."""
@@ -389,13 +474,16 @@ class MultiScaleMoirai(MultiScaleModel):
         horizon: Tensor,
         horizon_observed: Tensor,
         available: Tensor | None = None,
+        covariates: Covariates | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Training loss and the per-scale losses (see :mod:`msft_forecast.msft.mixing`).
 
         With ``scale_weighting="learned"`` the loss adds the NLL of the combined (mixture)
         forecast at the original resolution, through which only the weights learn.
         """
-        tok, layout = self.tokens(context, context_observed, horizon, horizon_observed, available)
+        tok, layout = self.tokens(
+            context, context_observed, horizon, horizon_observed, available, covariates
+        )
         distributions = self._horizon_distributions(tok, layout)
         losses = self._scale_losses(tok, layout, distributions)
         loss = self.weighted_loss(losses)
@@ -412,13 +500,16 @@ class MultiScaleMoirai(MultiScaleModel):
         horizon: Tensor,
         horizon_observed: Tensor,
         available: Tensor | None = None,
+        covariates: Covariates | None = None,
         *,
         generator: torch.Generator | None = None,
         num_samples: int = 16,
     ) -> tuple[Tensor, CombinationStatistics]:
         """Per-scale losses and the CRPS statistics of the combined forecast at the original
         resolution, each window in units of its scale-0 spread (one encoder pass)."""
-        tok, layout = self.tokens(context, context_observed, horizon, horizon_observed, available)
+        tok, layout = self.tokens(
+            context, context_observed, horizon, horizon_observed, available, covariates
+        )
         encoded = self.encode(tok)
         distributions = self._distributions(encoded, tok, layout)
         losses = self._scale_losses(tok, layout, distributions)
@@ -438,6 +529,7 @@ class MultiScaleMoirai(MultiScaleModel):
         available: Tensor | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
+        covariates: Covariates | None = None,
     ) -> ModelForecast:
         """Per-scale and combined forecasts (see :meth:`MultiScaleModel.forecast`); the mean
         is the combination's mean, from the distributions' means."""
@@ -449,6 +541,7 @@ class MultiScaleMoirai(MultiScaleModel):
             horizon,
             torch.zeros_like(horizon, dtype=torch.bool),
             available,
+            covariates,
         )
         head = self._head(self.encode(tok), tok, layout)
         distributions = self._build(head)

@@ -113,7 +113,8 @@ def build_scales(
     Parameters
     ----------
     context, context_observed : Tensor
-        ``(B, C)`` past values and bool mask (NaN values must be masked out by the caller).
+        ``(B, C)`` past values and bool mask (NaN values must be masked out by the caller);
+        any leading shape, e.g. ``(B, V, C)`` for covariates.
     horizon, horizon_observed : Tensor
         ``(B, H)`` future values and mask (at inference: zeros and all False).
     num_scales : int
@@ -144,6 +145,17 @@ def build_scales(
         hor = pool_pairs(prev.horizon.values, prev.horizon.observed, left=False, op=op)
         scales.append(Scale(level, ctx, hor))
     return scales
+
+
+def context_scales(
+    values: Tensor, observed: Tensor, num_scales: int, op: PoolingOp = "mean"
+) -> list[Segment]:
+    """The context side alone at every scale (past-only covariates, which have no horizon),
+    pooled exactly as :func:`build_scales` pools a context; any leading shape."""
+    segments = [Segment(torch.where(observed, values, 0.0), observed)]
+    for _ in range(1, num_scales):
+        segments.append(pool_pairs(segments[-1].values, segments[-1].observed, left=True, op=op))
+    return segments
 
 
 def upsample_horizon(values: Tensor, level: int, length: int) -> Tensor:

@@ -61,6 +61,7 @@ def choose_patch_size(
                 batch["horizon"].shape[-1],
                 num_samples=1,
                 available=batch["available"],
+                **({"covariates": batch["covariates"]} if "covariates" in batch else {}),
             )
         err = ((out.scale_means[:, 0] - batch["horizon"]) / spread[:, None]) ** 2
         err = torch.where(batch["horizon_observed"], err, torch.nan)

@@ -13,6 +13,12 @@ Training windows are full: a series long enough for at least ``H`` training wind
 whole context of ``C`` observations trains on those only (origins from ``C``), as the MSFT
 authors do.  Only a shorter series also trains on left-padded windows, whose context starts
 at the series' start (origins from ``min(C, H)``), so that short data can still be used.
+
+Covariates, when a series has them, are 2-D arrays ``(T, V)`` aligned with the series from its
+first step: past-only covariates (``T`` = the series' length) enter a window over its context,
+known-future covariates (``T`` at least the series' length) over its context and horizon
+(:func:`covariate_window`); the windows then carry them under ``"covariates"``
+(:class:`~msft_forecast.msft.base.Covariates`).
 """
 
 from __future__ import annotations
@@ -38,18 +44,54 @@ class OriginRange:
         return max(0, -(-(self.stop - self.start) // self.step))
 
 
+#: A series' covariates: past-only ``(T, P)`` and known-future ``(T', F)`` arrays (or None).
+CovariatePair = tuple[np.ndarray | None, np.ndarray | None]
+
+
+def covariate_window(
+    covariates: CovariatePair, origin: int, context_length: int, horizon_length: int
+) -> dict[str, torch.Tensor]:
+    """The covariates of the window at ``origin``, variates first: ``past`` ``(P, C)`` over
+    the context and ``future`` ``(F, C + H)`` over the context and horizon, float32 with 0
+    where unobserved (NaN, or before the series' start, or past the array's end), and their
+    bool ``*_observed`` masks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = covariate_window((np.arange(5.0)[:, None], np.arange(7.0)[:, None]), 5, 4, 2)
+    >>> w["past"].tolist(), w["future"].tolist()
+    ([[1.0, 2.0, 3.0, 4.0]], [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    """
+    first = origin - context_length  # series index of the window's first step
+    out: dict[str, torch.Tensor] = {}
+    sides = (("past", covariates[0], context_length),
+             ("future", covariates[1], context_length + horizon_length))  # fmt: skip
+    for name, cov, length in sides:
+        values = np.full((length, 0 if cov is None else cov.shape[1]), np.nan)
+        lo, hi = max(0, first), min(0 if cov is None else cov.shape[0], first + length)
+        if hi > lo:
+            values[lo - first : hi - first] = cov[lo:hi]
+        observed = np.isfinite(values.T)
+        out[name] = torch.from_numpy(np.where(observed, values.T, 0.0).astype(np.float32))
+        out[f"{name}_observed"] = torch.from_numpy(observed)
+    return out
+
+
 def cut_window(
     series: np.ndarray,
     origin: int,
     context_length: int,
     horizon_length: int,
     scale: float = 1.0,
+    covariates: CovariatePair | None = None,
 ) -> dict[str, torch.Tensor]:
     """The window of ``series`` whose forecast starts at index ``origin``.
 
     Returns float32 ``context``/``horizon`` (divided by ``scale``, in float64 first) with 0
     where unobserved, bool ``*_observed`` masks, and ``available``: how many context steps lie
-    on or after the series' start.
+    on or after the series' start; with ``covariates``, also ``"covariates"``
+    (:func:`covariate_window`, in the covariates' own units).
     """
     lo = max(0, origin - context_length)
     ctx = np.full(context_length, np.nan, dtype=np.float64)
@@ -66,7 +108,9 @@ def cut_window(
         "horizon": torch.from_numpy(np.where(h_obs, hor, 0.0).astype(np.float32)),
         "horizon_observed": torch.from_numpy(h_obs),
         "available": torch.tensor(origin - lo, dtype=torch.long),
-    }
+    } | ({} if covariates is None else {
+        "covariates": covariate_window(covariates, origin, context_length, horizon_length)
+    })  # fmt: skip
 
 
 class WindowDataset(Dataset):
@@ -83,6 +127,8 @@ class WindowDataset(Dataset):
     scales : sequence of float, optional
         One positive factor per series that its windows are divided by (default 1: the
         series' own units).
+    covariates : sequence of CovariatePair, optional
+        Per series, its past-only and known-future covariates (see :func:`covariate_window`).
     """
 
     def __init__(
@@ -92,8 +138,10 @@ class WindowDataset(Dataset):
         context_length: int,
         horizon_length: int,
         scales: Sequence[float] | None = None,
+        covariates: Sequence[CovariatePair] | None = None,
     ) -> None:
         self.series = series
+        self.covariates = covariates
         self.scales = [1.0] * len(series) if scales is None else [float(f) for f in scales]
         self.ranges = [r for r in ranges if len(r) > 0]
         self.context_length = context_length
@@ -120,6 +168,7 @@ class WindowDataset(Dataset):
             self.context_length,
             self.horizon_length,
             self.scales[series],
+            None if self.covariates is None else self.covariates[series],
         )
 
 
@@ -148,6 +197,7 @@ def split_windows(
     min_context: int | None = None,
     max_validation_windows: int = 256,
     scales: Sequence[float] | None = None,
+    covariates: Sequence[CovariatePair] | None = None,
 ) -> WindowSplit:
     """Training windows from the start of every series, validation windows from its end.
 
@@ -175,6 +225,8 @@ def split_windows(
         Cap on validation windows in total (spread evenly), to keep validation cheap.
     scales : sequence of float, optional
         Per-series factors the windows are divided by (see :class:`WindowDataset`).
+    covariates : sequence of CovariatePair, optional
+        Per-series covariates the windows carry (see :class:`WindowDataset`).
 
     Raises
     ------
@@ -196,7 +248,9 @@ def split_windows(
         train_ranges.append(OriginRange(i, context_length if full else short_context, stop))
         if n_val:
             val_ranges.append(OriginRange(i, train_end, n - horizon_length + 1))
-    train = WindowDataset(series, train_ranges, context_length, horizon_length, scales)
+    train = WindowDataset(
+        series, train_ranges, context_length, horizon_length, scales, covariates
+    )
     if len(train) == 0:
         # no series had a window at all, so none qualified for full windows either: the
         # shortest usable series needs short_context + H observations
@@ -213,5 +267,5 @@ def split_windows(
     if total_val:
         step = max(1, -(-total_val // max_validation_windows))
         val_ranges = [OriginRange(r.series, r.start, r.stop, step) for r in val_ranges]
-        val = WindowDataset(series, val_ranges, context_length, horizon_length, scales)
+        val = WindowDataset(series, val_ranges, context_length, horizon_length, scales, covariates)
     return WindowSplit(train, val)

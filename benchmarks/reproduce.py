@@ -573,7 +573,15 @@ def run_section(
         smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1"]
         cmd = [sys.executable, str(script), "--backbones", *candidates, "--root", root]
         cmd += [*(smoke_args if smoke else []), *([] if verify else ["--no-verify"])]
-        subprocess.run(cmd + ["--markdown", str(md)], check=True, cwd=REPO)
+        part = out_dir / f"{section}.selection.part.md"
+        subprocess.run(cmd + ["--markdown", str(part)], check=True, cwd=REPO)
+        curves = out_dir / f"{section}.curves.part.md"  # the same runs, step for step
+        cmd = [sys.executable, str(REPO / "benchmarks" / "pretrain_curves.py"), *candidates]
+        subprocess.run(cmd + ["--markdown", str(curves)], check=True, cwd=REPO)
+        md.write_text(
+            part.read_text(encoding="utf-8") + "\n" + curves.read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
     elif section == "historical_forecasts":
         script = REPO / "benchmarks" / "darts_historical_forecasts.py"
         cases = [["--data", "airline"], ["--data", "sine3000", "--loop-windows", "300"]]

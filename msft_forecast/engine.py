@@ -269,9 +269,7 @@ class MSFTEngine:
             quiet_lightning(),
         ):
             torch.manual_seed(seed)
-            model, report = self._fit(
-                series, freq, seed, start_from, steps, lengths, extras, covs
-            )
+            model, report = self._fit(series, freq, seed, start_from, steps, lengths, extras, covs)
         self.model_, self.report_ = model, report
         logger.info(report.summary())  # also the front ends' fit_summary_ / fit_summary
         self.backbone_source_ = self._source_record()
@@ -361,7 +359,7 @@ class MSFTEngine:
         spec = s.strategy_spec()
         model_class(self._backbone().kind).check_strategy(spec)
         names = (covariates.past_names, covariates.future_names)
-        model_class(self._backbone().kind).check_covariates(len(names[0]), len(names[1]))
+        model_class(self._backbone().kind).check_covariates(*map(len, names), self._backbone())
         scales = [unit_scale(x) for x in series]
         try:
             split = split_windows(

@@ -157,6 +157,21 @@ def test_a_backbone_without_covariate_input_refuses_covariates(tiny_moment_dir, 
     assert not engine.is_fitted
 
 
+def test_the_bundled_single_variate_backbones_warn_that_they_cannot_read_covariates(
+    tiny_moirai_dir, data
+):
+    import warnings
+
+    y, past, _ = data
+    kwargs = dict(context_length=C, prediction_length=H, max_steps=1, batch_size=4)
+    with pytest.warns(UserWarning, match="pre-trained on single-variate synthetic series only"):
+        MSFTEngine(backbone="moirai-tiny", **kwargs).fit([y], past_covariates=[past])
+    with warnings.catch_warnings(record=True) as caught:  # a checkpoint of its own: no warning
+        warnings.simplefilter("always")
+        MSFTEngine(backbone=str(tiny_moirai_dir), **kwargs).fit([y], past_covariates=[past])
+    assert not [w for w in caught if "single-variate" in str(w.message)]
+
+
 def test_covariates_shared_by_several_series(data):
     """Every series has its own covariates (e.g. the channels of one multivariate series
     repeat theirs); a zero-shot engine reads them without training."""

@@ -66,6 +66,9 @@ SHORT_NAMES: dict[str, str] = {
 }
 DEFAULT_BACKBONE = "moirai"
 FALLBACK_BACKBONE = "moirai-tiny"
+#: Bundled checkpoints pre-trained on single-variate windows only (``tools/pretrain`` gives every
+#: token variate id 0): their any-variate attention has never read a second variate.
+UNIVARIATE_PRETRAINED = frozenset({"moirai-tiny", "moirai-tiny-v1"})
 
 
 @dataclass(frozen=True)

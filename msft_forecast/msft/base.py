@@ -16,6 +16,7 @@ and the trainable tensors' selection, saving and loading.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict
@@ -135,14 +136,31 @@ class MultiScaleModel(nn.Module):
         """Raise ``ValueError`` when this backbone cannot serve the strategy."""
 
     @classmethod
-    def check_covariates(cls, num_past: int, num_future: int) -> None:
-        """Raise ``ValueError`` when covariates are given to a backbone that reads none."""
-        if (num_past or num_future) and not cls.supports_covariates:
+    def check_covariates(cls, num_past: int, num_future: int, loaded: Any = None) -> None:
+        """Raise ``ValueError`` when covariates are given to a backbone that reads none; warn
+        when the checkpoint (``LoadedBackbone``) was pre-trained on single-variate windows only,
+        so that its any-variate attention never learned to read another variate."""
+        if not (num_past or num_future):
+            return
+        if not cls.supports_covariates:
             raise ValueError(
                 f"The {cls.kind} backbone has no covariate input, and {num_past} past and "
                 f"{num_future} known-future covariates were given. Use a Moirai backbone "
                 f"(backbone='moirai'), whose any-variate attention reads covariates, or drop "
                 f"the covariates."
+            )
+        from msft_forecast.backbones.checkpoint import BUNDLED_PREFIX, UNIVARIATE_PRETRAINED
+
+        location = getattr(getattr(loaded, "source", None), "location", "")
+        if location in {BUNDLED_PREFIX + name for name in UNIVARIATE_PRETRAINED}:
+            warnings.warn(
+                f"{location} was pre-trained on single-variate synthetic series only: its "
+                f"any-variate attention never learned to read covariates, and on the ETT sets "
+                f"they make its forecasts worse, zero-shot and fine-tuned (docs/benchmarks.md, "
+                f"'Covariates'). Use a published Moirai checkpoint (backbone='moirai') to "
+                f"forecast with covariates.",
+                UserWarning,
+                stacklevel=4,
             )
 
     @classmethod

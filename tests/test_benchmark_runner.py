@@ -122,6 +122,7 @@ def test_reproduce_smoke_regenerates_every_section(fake_lsf_root: Path, tmp_path
     ablations = json.loads((out / "ablations.json").read_text())["results"]
     assert {r["strategy"] for r in ablations} == set(reproduce.ABLATIONS)
     assert "| lora | 1 | 64 |" in (out / "training_cost.md").read_text()
+    assert "| msft | 2 | 64 |" in (out / "training_cost_units.md").read_text()
     assert "| moirai-tiny | 64 | 0 |" in (out / "inference.md").read_text()
     assert "Reported, not reproduced" in (out / "reported.md").read_text()
     precision = (out / "precision.md").read_text()

@@ -1,7 +1,7 @@
 """Trainable parameters of every strategy: the closed-form count and the built model's count.
 
-Run ``python -m msft_forecast.msft.param_count`` (defaults: Moirai-small architecture,
-random weights, no download) to print the table.  With ``d`` the model width, ``L`` layers,
+Run ``python -m msft_forecast.msft.param_count`` (defaults: Moirai-small architecture, random
+weights, no download) to print the table.  With ``d`` the model width, ``L`` layers,
 ``S`` scales, LoRA rank ``r`` on ``T`` projections of shape ``d x d`` and aggregator rank
 ``a``::
 
@@ -19,6 +19,13 @@ random weights, no download) to print the table.  With ``d`` the model width, ``
 initial rank; the rank masks are buffers, not parameters), ``"prompt-tuning"`` the prompts
 (on MOMENT also its new heads), ``"linear-probe"`` the head, ``"full"`` every backbone weight,
 ``"zero-shot"`` nothing.
+
+``--backbone units`` prints the same for a UniTS architecture (defaults: the released
+``units_x128`` size, d_model 128, 3 blocks, patch 16, 10 prompt tokens) and the strategies UniTS
+implements (``msft/units_model.py``).  Its LoRA goes on the time attention (``T`` among q, k, v,
+``out``), its head is the forecasting head, and every training strategy also trains the data
+set's prompt and mask tokens, ``(prompt_num + 1) d``; ``"full"`` trains the backbone without the
+prompt tokens of other data sets.
 """
 
 from __future__ import annotations
@@ -63,6 +70,28 @@ def moirai_trainable_formula(
     return total
 
 
+def units_trainable_formula(
+    spec: StrategySpec,
+    d_model: int,
+    num_layers: int,
+    prompt_num: int,
+    head_parameters: int,
+    backbone_parameters: int,
+) -> int:
+    """Closed-form number of trainable parameters of a multi-scale UniTS (see module doc);
+    ``backbone_parameters`` excludes prompt and mask tokens."""
+    if not spec.trains:
+        return 0
+    tokens = (prompt_num + 1) * d_model  # the data set's prompt and mask tokens
+    if spec.train_backbone:
+        return backbone_parameters + tokens + (spec.num_scales if spec.num_scales > 1 else 0)
+    # the LoRA, adapter, aggregator and weight terms are Moirai's (the same modules); the
+    # head is UniTS' forecasting head
+    return tokens + moirai_trainable_formula(
+        spec, d_model, num_layers, head_parameters, backbone_parameters
+    )
+
+
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -101,18 +130,75 @@ def table(d_model: int = 384, num_layers: int = 6, num_scales: int = 4) -> list[
     return rows
 
 
+def units_table(
+    d_model: int = 128, num_layers: int = 3, num_scales: int = 4, num_heads: int = 8
+) -> list[dict]:
+    """Formula and built-model counts for every strategy UniTS implements, on a UniTS
+    architecture (defaults: the released ``units_x128`` size) with new prompt tokens."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from msft_forecast.backbones.units import UnitsConfig, UnitsModule
+    from msft_forecast.msft.layout import TokenLayout
+    from msft_forecast.msft.units_model import SUPPORTED_STRATEGIES, MultiScaleUnits
+
+    torch.manual_seed(0)
+    config = UnitsConfig(d_model=d_model, num_layers=num_layers, num_heads=num_heads)
+    backbone = UnitsModule(config, {"msft_forecast": 1}).requires_grad_(False)
+    head = sum(p.numel() for p in backbone.forecast_head.parameters())
+    tokens_of = {id(p) for d in (backbone.prompt_tokens, backbone.mask_tokens) for p in d.values()}
+    total = sum(p.numel() for p in backbone.parameters() if id(p) not in tokens_of)
+    settings = {"dataset": "msft_forecast", "variable": 0, "trained_tokens": False}
+    loaded = SimpleNamespace(module=backbone, config=config, raw_config=settings)
+    rows = []
+    for name in (s for s in FIT_STRATEGIES if s in SUPPORTED_STRATEGIES):
+        spec = resolve_strategy(name, num_scales=num_scales)
+        if spec.trains:
+            model = MultiScaleUnits.build(loaded, spec, patch_size=None, horizon_length=96)
+            built = count_trainable(model)
+        else:  # zero-shot needs trained prompt tokens to build, and trains nothing
+            built = 0
+        layout = TokenLayout(512, 96, config.patch_len, spec.num_scales)
+        rows.append(
+            {
+                "strategy": name,
+                "trainable (model)": built,
+                "trainable (formula)": units_trainable_formula(
+                    spec, d_model, num_layers, config.prompt_num, head, total
+                ),
+                "backbone": total,
+                f"tokens per window (C=512, H=96, p={config.patch_len})": layout.num_tokens
+                + spec.num_scales * config.prompt_num,
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--d-model", type=int, default=384)
-    parser.add_argument("--num-layers", type=int, default=6)
+    parser.add_argument("--backbone", choices=("moirai", "units"), default="moirai")
+    parser.add_argument("--d-model", type=int, default=None, help="moirai: 384, units: 128")
+    parser.add_argument("--num-layers", type=int, default=None, help="moirai: 6, units: 3")
     parser.add_argument("--num-scales", type=int, default=4)
     args = parser.parse_args(argv)
-    rows = table(args.d_model, args.num_layers, args.num_scales)
-    print(
-        f"Moirai architecture d_model={args.d_model}, num_layers={args.num_layers}, "
-        f"num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v (AdaLoRA: initial rank 24, "
-        f"target 16), aggregator rank 64, 8 prompt tokens"
-    )
+    if args.backbone == "units":
+        d_model, num_layers = args.d_model or 128, args.num_layers or 3
+        rows = units_table(d_model, num_layers, args.num_scales)
+        print(
+            f"UniTS architecture d_model={d_model}, num_layers={num_layers}, patch_len=16, "
+            f"prompt_num=10, num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v, "
+            f"aggregator rank 64; UniTS does not implement "
+            + ", ".join(s for s in FIT_STRATEGIES if s not in {r["strategy"] for r in rows})
+        )
+    else:
+        d_model, num_layers = args.d_model or 384, args.num_layers or 6
+        rows = table(d_model, num_layers, args.num_scales)
+        print(
+            f"Moirai architecture d_model={d_model}, num_layers={num_layers}, "
+            f"num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v (AdaLoRA: initial rank "
+            f"24, target 16), aggregator rank 64, 8 prompt tokens"
+        )
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

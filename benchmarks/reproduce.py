@@ -29,7 +29,7 @@ Sections:
     command; no new runs).
 ``foundation_h96``
     all five LSF datasets, horizon 96: the bundled backbone zero-shot and fine-tuned with
-    linear-probe, lora, full and msft (blend and mixture sampling).
+    linear-probe, lora, adalora, prompt-tuning, full and msft (blend and mixture sampling).
 ``peers_h96``
     the same windows for the from-scratch peers (DLinear, NLinear, PatchTST, TimeMixer,
     iTransformer) and the classical baselines (last value, seasonal naive, Theta).

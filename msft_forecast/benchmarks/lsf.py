@@ -737,7 +737,13 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         metavar="NAME",
         help=f"any of: {', '.join(ALL_MODELS)}",
     )
-    parser.add_argument("--backbone", default="moirai-tiny")
+    parser.add_argument(
+        "--backbone",
+        default="moirai-tiny",
+        help="short name, hub id or local folder (a folder with one released UniTS .pth, "
+        "optionally units.json, is UniTS, which runs zero-shot, linear-probe, lora, full and "
+        "msft; default: %(default)s)",
+    )
     parser.add_argument(
         "--horizon",
         type=int,

@@ -29,7 +29,7 @@ Sections:
     command; no new runs).
 ``foundation_h96``
     all five LSF datasets, horizon 96: the bundled backbone zero-shot and fine-tuned with
-    linear-probe, lora, full and msft (blend and mixture sampling).
+    linear-probe, lora, adalora, prompt-tuning, full and msft (blend and mixture sampling).
 ``peers_h96``
     the same windows for the from-scratch peers (DLinear, NLinear, PatchTST, TimeMixer,
     iTransformer) and the classical baselines (last value, seasonal naive, Theta).
@@ -61,6 +61,9 @@ Sections:
 ``training_cost``
     fine-tuning step time and peak memory per strategy, per number of scales and per context
     length (``benchmarks/training_cost.py``).
+``training_cost_units``
+    the same on UniTS (random weights of the released ``units_x128`` size) for every strategy
+    UniTS implements, with trainable parameters (``training_cost.py --backbone units``).
 ``inference``
     forecast throughput of zero-shot vs MSFT by context length
     (``benchmarks/inference_throughput.py``).
@@ -134,6 +137,7 @@ SECTIONS = (
     "sampling",
     "precision",
     "training_cost",
+    "training_cost_units",
     "inference",
     "thread_policy",
     "step_ratio",
@@ -195,7 +199,14 @@ def lsf_args(section: str, smoke: bool) -> list[str]:
 
 
 def script_args(section: str, smoke: bool) -> list[str]:
-    """Command line of the speed script behind ``training_cost`` or ``inference``."""
+    """Command line of the speed script behind ``training_cost(_units)`` or ``inference``."""
+    if section == "training_cost_units":
+        if smoke:
+            return ["--backbone", "units", "--strategies", "msft", "--scales", "2",
+                    "--precisions", "32-true", "--contexts", "64", "--batch", "1", "--steps",
+                    "1", "--threads", "1"]  # fmt: skip
+        return ["--backbone", "units", "--scales", "1", "2", "4", "--contexts", "512", "1024",
+                "--threads", "2"]  # fmt: skip
     if section == "training_cost":
         if smoke:
             return ["--strategies", "lora", "msft", "--scales", "2", "--precisions",
@@ -618,7 +629,8 @@ def run_section(
         cmd = [sys.executable, str(REPO / "benchmarks" / "thread_policy.py"), *args]
         subprocess.run([*cmd, "--markdown", str(md)], check=True, cwd=REPO)
     else:
-        script = {"training_cost": "training_cost.py", "inference": "inference_throughput.py"}
+        script = {"training_cost": "training_cost.py", "training_cost_units": "training_cost.py",
+                  "inference": "inference_throughput.py"}  # fmt: skip
         cmd = [sys.executable, str(REPO / "benchmarks" / script[section])]
         cmd += script_args(section, smoke) + ["--markdown", str(md)]
         subprocess.run(cmd, check=True, cwd=REPO)

@@ -4,8 +4,14 @@ Moirai-small architecture (random weights: cost does not depend on the weights),
 of windows (default 8 x context 512 + horizon 96, patch size 32). Each configuration runs in a
 fresh subprocess so its peak resident memory is its own. A step is forward + backward + AdamW.
 
-    python benchmarks/training_cost.py [--batch 8] [--steps 5] [--threads 2] [--scales 1 2 4]
-        [--contexts 512 1024] [--markdown FILE]
+``--backbone units`` measures UniTS instead: random weights in the size of the released
+``units_x128`` checkpoint (:data:`UNITS_CONFIG`: d_model 128, 3 blocks, 8 heads, patch 16, 10
+prompt tokens), built through ``MultiScaleUnits.build`` as a folder without ``units.json`` is
+(new prompt tokens), for every training strategy UniTS implements (:data:`UNITS_STRATEGIES`).
+Its tokens per step count each scale's prompt tokens too (they run through every block).
+
+    python benchmarks/training_cost.py [--backbone moirai-small] [--batch 8] [--steps 5]
+        [--threads 2] [--scales 1 2 4] [--contexts 512 1024] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -20,10 +26,40 @@ import sys
 import time
 
 STRATEGIES = ("linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft")
+BACKBONES = ("moirai-small", "units")
+#: The released UniTS size (``units_x128``; :class:`~msft_forecast.backbones.units.UnitsConfig`).
+UNITS_CONFIG = dict(d_model=128, num_layers=3, num_heads=8, patch_len=16, prompt_num=10)
+
+
+def units_strategies() -> tuple[str, ...]:
+    """The strategies of :data:`STRATEGIES` that UniTS implements (its ``SUPPORTED_STRATEGIES``)."""
+    from msft_forecast.msft.units_model import SUPPORTED_STRATEGIES
+
+    return tuple(s for s in STRATEGIES if s in SUPPORTED_STRATEGIES)
+
+
+def build_units(spec):
+    """A multi-scale UniTS of the released size with random weights and new prompt tokens."""
+    from types import SimpleNamespace
+
+    from msft_forecast.backbones.units import UnitsConfig, UnitsModule
+    from msft_forecast.msft.units_model import MultiScaleUnits
+
+    config = UnitsConfig(**UNITS_CONFIG)
+    module = UnitsModule(config, {"msft_forecast": 1}).requires_grad_(False)
+    settings = {"dataset": "msft_forecast", "variable": 0, "trained_tokens": False}
+    loaded = SimpleNamespace(module=module, config=config, raw_config=settings)
+    return MultiScaleUnits.build(loaded, spec, patch_size=None, horizon_length=96)
 
 
 def measure(
-    strategy: str, precision: str, batch: int, steps: int, scales: int, context: int
+    strategy: str,
+    precision: str,
+    batch: int,
+    steps: int,
+    scales: int,
+    context: int,
+    backbone_name: str = "moirai-small",
 ) -> dict:
     import copy
 
@@ -36,9 +72,13 @@ def measure(
     from msft_forecast.training.lightning import adamw, parameter_groups
 
     torch.manual_seed(0)
-    backbone = MoiraiModule(MoiraiConfig.small()).requires_grad_(False)
     spec = resolve_strategy(strategy, num_scales=scales)
-    model = MultiScaleMoirai(copy.deepcopy(backbone) if spec.train_backbone else backbone, spec, 32)
+    if backbone_name == "units":
+        model = build_units(spec)
+    else:
+        backbone = MoiraiModule(MoiraiConfig.small()).requires_grad_(False)
+        backbone = copy.deepcopy(backbone) if spec.train_backbone else backbone
+        model = MultiScaleMoirai(backbone, spec, 32)
     model.train()
     opt = adamw(parameter_groups(model, 1e-4, 1e-2, 0.1))  # the package's optimizer (fused)
     allocator = RankAllocator.for_model(model, steps + 2)  # AdaLoRA's step includes allocation
@@ -65,6 +105,8 @@ def measure(
             times.append(time.perf_counter() - start)
             losses.append(float(loss))
     tokens = batch * model.token_layout(context, 96).num_tokens
+    if backbone_name == "units":  # each scale's prompt tokens run through every block too
+        tokens += batch * spec.num_scales * UNITS_CONFIG["prompt_num"]
     return {
         "strategy": strategy,
         "precision": precision,
@@ -79,6 +121,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", choices=BACKBONES, default="moirai-small")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -86,15 +129,32 @@ def main() -> None:
     parser.add_argument("--markdown", default=None, help="also write the table here")
     parser.add_argument("--scales", type=int, nargs="+", default=[4])
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument(
+        "--strategies", nargs="+", default=None, help="default: every one the backbone has"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    units = args.backbone == "units"
+    supported = units_strategies() if units else STRATEGIES
+    if args.strategies is None:
+        args.strategies = list(supported)
+    refused = [s for s in args.strategies if s not in supported]
+    if refused:
+        parser.error(f"{args.backbone} does not implement {refused}; choose among {supported}")
     if args.child:
         import torch
 
         torch.set_num_threads(args.threads)
         strategy, precision, scales = args.child.split(",")
-        row = measure(strategy, precision, args.batch, args.steps, int(scales), args.contexts[0])
+        row = measure(
+            strategy,
+            precision,
+            args.batch,
+            args.steps,
+            int(scales),
+            args.contexts[0],
+            args.backbone,
+        )
         print(json.dumps(row))
         return
 
@@ -107,6 +167,18 @@ def main() -> None:
         f"{env['load']} | commit {env['commit']}",
         f"- Moirai-small architecture, batch {args.batch} x (context + horizon 96), patch 32, "
         f"median of {args.steps} steps after 2 warm-up; each row in a fresh process",
+    ]
+    if units:
+        lines[-1] = (
+            "- UniTS architecture of the released units_x128 checkpoint ("
+            + ", ".join(f"{k} {v}" for k, v in UNITS_CONFIG.items())
+            + f"), random weights, new prompt tokens; batch {args.batch} x (context + "
+            f"horizon 96); tokens/step include each scale's prompt tokens; median of "
+            f"{args.steps} steps after 2 warm-up; each row in a fresh process"
+        )
+        skipped = [s for s in STRATEGIES if s not in supported]
+        lines.append(f"- not implemented for UniTS (refused with a message): {', '.join(skipped)}")
+    lines += [
         "- command: python benchmarks/training_cost.py " + " ".join(sys.argv[1:]),
         "",
         "| strategy | scales | context | precision | step (s) | tokens/step | tokens/s | "
@@ -131,6 +203,8 @@ def main() -> None:
                         str(args.threads),
                         "--contexts",
                         str(context),
+                        "--backbone",
+                        args.backbone,
                     ]
                     out = subprocess.run(
                         cmd,

@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone",
         default=_D.backbone,
         help="short name ('moirai', 'moirai-base', 'moment-small', 'moirai-tiny' bundled and "
-        "offline, ...), Hugging Face hub id or local folder (default: %(default)s; offline, "
+        "offline, ...), Hugging Face hub id or local folder (a folder with one released UniTS "
+        ".pth, optionally units.json, is UniTS; default: %(default)s; offline, "
         "'moirai' falls back to the bundled moirai-tiny with one warning, and the output "
         "names the checkpoint used)",
     )

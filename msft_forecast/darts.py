@@ -108,10 +108,12 @@ class MSFTModel(GlobalForecastingModel):
         auto-regressively (each sample path is fed back separately).
     backbone : str, default "moirai"
         Short name (``"moirai"``, ``"moirai-base"``, ``"moment-small"``, ``"moirai-tiny"``,
-        ...), hub id or local folder of the pre-trained model.
+        ...), hub id or local folder of the pre-trained model (a folder holding one released
+        UniTS ``.pth``, optionally with ``units.json``, is UniTS: ``docs/backbones.md``).
     fit_strategy : {"msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", \
 "zero-shot"}, default "msft"
-        What ``fit`` trains (the table in ``docs/strategies.md``).
+        What ``fit`` trains (the table in ``docs/strategies.md``; UniTS runs "msft", "lora",
+        "full", "linear-probe" and "zero-shot", not "adalora" or "prompt-tuning").
     num_scales : int, default 4
         Number of temporal scales (MSFT).
     quantiles : sequence of float, default (0.1, 0.2, ..., 0.9)

@@ -59,7 +59,8 @@ class MSFTForecaster(BaseForecaster):
     backbone : str, default="moirai"
         Checkpoint: a short name (``"moirai"``, ``"moirai-small"``, ``"moirai-base"``,
         ``"moment-small"``, ``"moirai-tiny"`` for the small checkpoint bundled with the
-        package), a Hugging Face hub id or a local folder.
+        package), a Hugging Face hub id or a local folder (a folder holding one released UniTS
+        ``.pth``, optionally with ``units.json``, is UniTS: ``docs/backbones.md``).
     revision : str or None, default=None
         Hub revision (branch, tag or commit) of ``backbone``.
     allow_fallback : bool, default=True
@@ -72,7 +73,8 @@ class MSFTForecaster(BaseForecaster):
         ranks are pruned by importance to an average of ``lora_rank``) and head;
         ``"prompt-tuning"`` ``num_prompt_tokens`` learned prefix tokens (and MOMENT's new
         heads); ``"full"`` every weight; ``"linear-probe"`` the head only; ``"zero-shot"``
-        nothing (Moirai only: MOMENT has no forecasting head before fine-tuning).
+        nothing (not MOMENT, which has no forecasting head before fine-tuning).  UniTS runs
+        "msft", "lora", "full", "linear-probe" and "zero-shot" (with a data set it knows).
     context_length : int, default=512
         Steps of history the model sees; the last ``context_length`` steps of every series
         are kept for prediction.  Capped at fit by the longest series (steps before a

@@ -9,8 +9,8 @@ CRPS (mean weighted quantile loss over 0.1..0.9) and the coverage of the 80% int
 
 What can be run, on the same windows (``--strategies``, any mix):
 
-* fine-tuning strategies of the engine: ``zero-shot``, ``linear-probe``, ``lora``, ``full``,
-  ``msft``;
+* fine-tuning strategies of the engine: ``zero-shot``, ``linear-probe``, ``lora``,
+  ``adalora``, ``prompt-tuning``, ``full``, ``msft``;
 * the paper's ablations of MSFT (:data:`VARIANTS`): ``msft-no-aggregator``,
   ``msft-shared-lora``, ``msft-no-mixing`` (scale 0 only), ``msft-k0`` (no extra scales), and
   the other scale weightings: ``msft-paper`` (the paper's in-loss weights),
@@ -737,7 +737,13 @@ def build_parser(prog: str = "python -m msft_forecast.benchmarks.lsf"):
         metavar="NAME",
         help=f"any of: {', '.join(ALL_MODELS)}",
     )
-    parser.add_argument("--backbone", default="moirai-tiny")
+    parser.add_argument(
+        "--backbone",
+        default="moirai-tiny",
+        help="short name, hub id or local folder (a folder with one released UniTS .pth, "
+        "optionally units.json, is UniTS, which runs zero-shot, linear-probe, lora, full and "
+        "msft; default: %(default)s)",
+    )
     parser.add_argument(
         "--horizon",
         type=int,

@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     parser.add_argument("--synthetic-count", type=int, default=300, help="held-out series")
     parser.add_argument("--short-windows", type=int, default=5, help="windows per short series")
+    parser.add_argument("--cost-repeats", type=int, default=5, help="timed forecasts per cost")
     args = parser.parse_args(argv)
     env = environment()
     shown = list(argv if argv is not None else sys.argv[1:])
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         f"windows every {HORIZON} steps; short series: geometric mean relative MAE over "
         f"{SHORT} series, {args.short_windows} windows each; {args.synthetic_count} held-out "
         f"synthetic series; cost: CPU-seconds of one zero-shot forecast of 32 series (one "
-        f"thread, fastest of 5; 100 sample paths, ratio to the first row, and the mean alone); "
+        f"thread, fastest of {args.cost_repeats}; 100 sample paths, ratio to the first row, and "
+        f"the mean alone); "
         f"quality ratio: geometric mean over the quality columns of the ratio to the first row "
         f"(below 1: better); "
         f"command: python "
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 row["synthetic held-out"] = synthetic_held_out(backbone, args.synthetic_count)
                 row[short_col] = short_series(backbone, args.split, args.short_windows)
-            cost = inference_cost(backbone)
+            cost = inference_cost(backbone, repeats=args.cost_repeats)
             first_cpu, first_row = first_cpu or cost["CPU s"], first_row or row
             # every quality column is lower-is-better: one summary against the first candidate
             ratio = float(np.exp(np.mean([np.log(row[c] / first_row[c]) for c in cols])))

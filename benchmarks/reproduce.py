@@ -558,7 +558,8 @@ def run_section(
         md.write_text(reported_markdown(), encoding="utf-8")
     elif section == "bundled_backbone":
         script = REPO / "benchmarks" / "backbone_selection.py"
-        smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1"]
+        smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1",
+                      "--cost-repeats", "1"]  # fmt: skip
         smoke_args = (smoke_args if smoke else []) + ([] if verify else ["--no-verify"])
         parts = []
         for split in ("validation", "test"):
@@ -581,7 +582,8 @@ def run_section(
             subprocess.run(cmd, check=True, cwd=REPO)
             candidates.append(str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run))
         script = REPO / "benchmarks" / "backbone_selection.py"
-        smoke_args = ["--synthetic-count", "3", "--short-windows", "1", "--datasets", "ETTh1"]
+        smoke_args = ["--synthetic-count", "2", "--short-windows", "1", "--skip-lsf",
+                      "--cost-repeats", "1"]  # fmt: skip
         cmd = [sys.executable, str(script), "--backbones", *candidates, "--root", root]
         cmd += [*(smoke_args if smoke else []), *([] if verify else ["--no-verify"])]
         part = out_dir / f"{section}.selection.part.md"

@@ -309,6 +309,16 @@ class MultiScaleModel(nn.Module):
         self.set_mixing_weights(weights)
         return weights
 
+    def combined_point_loss(
+        self, means: Tensor, horizon: Tensor, observed: Tensor, unit: Tensor
+    ) -> Tensor:
+        """``scale_weighting="learned"`` for point forecasters (MOMENT, UniTS): the MSE of the
+        weighted mean of the scales' ``(B, K+1, H)`` forecasts (detached, so only the weights
+        learn through it) in units of ``unit``."""
+        combined = torch.einsum("k,bkh->bh", self.scale_weights(), means.detach())
+        err = (combined - horizon) / unit
+        return torch.where(observed, err**2, 0.0).sum() / observed.sum().clamp(min=1)
+
     def weighted_loss(self, losses: Tensor) -> Tensor:
         """The training loss from the per-scale losses (normalised units, see
         :mod:`~msft_forecast.msft.mixing`): ``sum_k softmax(v)_k L_k`` for ``"validation"``

@@ -250,12 +250,8 @@ class MultiScaleMoment(MultiScaleModel):
         losses = self._scale_losses(preds, stats, scales)
         loss = self.weighted_loss(losses)
         if self.spec.num_scales > 1 and self.spec.scale_weighting == "learned":
-            means = self._upsampled_means(preds, stats, horizon.shape[-1]).detach()
-            combined = torch.einsum("k,bkh->bh", self.scale_weights(), means)
-            err = (combined - horizon) / stats[0].stdev
-            loss = loss + torch.where(horizon_observed, err**2, 0.0).sum() / (
-                horizon_observed.sum().clamp(min=1)
-            )
+            means = self._upsampled_means(preds, stats, horizon.shape[-1])
+            loss = loss + self.combined_point_loss(means, horizon, horizon_observed, stats[0].stdev)
         return loss, losses.detach()
 
     def _upsampled_means(self, preds, stats, horizon_length: int) -> Tensor:

@@ -349,12 +349,8 @@ class MultiScaleUnits(MultiScaleModel):
         losses = self._scale_losses(out, scales)
         loss = self.weighted_loss(losses)
         if self.spec.num_scales > 1 and self.spec.scale_weighting == "learned":
-            means = self._upsampled_means(out, horizon.shape[-1]).detach()
-            combined = torch.einsum("k,bkh->bh", self.scale_weights(), means)
-            err = (combined - horizon) / out[0].stdev
-            loss = loss + torch.where(horizon_observed, err**2, 0.0).sum() / (
-                horizon_observed.sum().clamp(min=1)
-            )
+            means = self._upsampled_means(out, horizon.shape[-1])
+            loss = loss + self.combined_point_loss(means, horizon, horizon_observed, out[0].stdev)
         return loss, losses.detach()
 
     @torch.no_grad()

@@ -216,7 +216,8 @@ def split_covariates(
         kwargs["future_covariates"] = [frame[future].to_numpy(dtype=float)] * len(targets)
     if kwargs:
         kwargs["covariate_names"] = (past, future)
-    return history[targets], kwargs | {"series": arrays}
+    # the targets are the channels of one series (read together by --multivariate joint)
+    return history[targets], kwargs | {"series": arrays, "channels": len(targets)}
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
@@ -249,6 +250,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         random_state=seed,
         num_samples=args.num_samples,
+        multivariate=args.multivariate,
         verbose=not args.quiet,
     )
     engine.fit(series, freq=freq, **covariates)
@@ -365,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_D.fit_strategy,
         choices=FIT_STRATEGIES,
         help="fine-tuning strategy (default: %(default)s)",
+    )
+    f.add_argument(
+        "--multivariate",
+        default=_D.multivariate,
+        choices=("independent", "joint"),
+        help="several value columns: forecast each from its own history, or each from the "
+        "history of all of them through Moirai's any-variate attention (default: "
+        "%(default)s)",
     )
     f.add_argument(
         "--context",

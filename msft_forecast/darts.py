@@ -171,9 +171,9 @@ class MSFTModel(GlobalForecastingModel):
         ``future_covariates``.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, \
-num_prompt_tokens, learning_rate, scale_weight_lr, scale_weight_prior, weight_decay, max_time, \
-val_check_interval, early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, resume, \
-num_threads
+num_prompt_tokens, multivariate, learning_rate, scale_weight_lr, scale_weight_prior, weight_decay, \
+max_time, val_check_interval, early_stopping_patience, gradient_clip, num_samples, checkpoint_dir, \
+resume, num_threads
         The :class:`~msft_forecast.engine.MSFTSettings` fields of the same names (same defaults).
         ``checkpoint_dir`` and ``resume``: write ``last.ckpt`` there during ``fit`` and
         continue an interrupted fit from it.
@@ -256,6 +256,7 @@ num_threads
         scale_weighting: str = _D.scale_weighting,
         train_head: bool = _D.train_head,
         num_prompt_tokens: int = _D.num_prompt_tokens,
+        multivariate: str = _D.multivariate,
         learning_rate: float | None = _D.learning_rate,
         scale_weight_lr: float = _D.scale_weight_lr,
         scale_weight_prior: float = _D.scale_weight_prior,
@@ -443,7 +444,10 @@ num_threads
         extras = trainer_extras(live, settings.checkpoint_dir)
         covs = fit_covariates(train, arrays, past_covariates, future_covariates,
                               val_past_covariates, val_future_covariates)  # fmt: skip
-        self._engine = MSFTEngine(settings).fit(arrays, freq=freq, extras=extras, **covs)
+        widths = [s.n_components for s in train]  # read by multivariate="joint"
+        self._engine = MSFTEngine(settings).fit(
+            arrays, freq=freq, extras=extras, channels=widths, **covs
+        )
         super().fit(series, past_covariates, future_covariates)
         return self
 

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from msft_forecast.runtime import (
     torch_threads,
 )
 from msft_forecast.settings import DEFAULT_LEARNING_RATES, MSFTSettings
+from msft_forecast.training import joint
 from msft_forecast.training.covariates import SeriesCovariates, as_covariates, forecast_covariates
 from msft_forecast.training.lengths import FitLengths, choose_lengths
 from msft_forecast.training.patch_size import choose_patch_size
@@ -182,6 +184,7 @@ class MSFTEngine:
         past_covariates: Sequence | None = None,
         future_covariates: Sequence | None = None,
         covariate_names: tuple[Sequence[str], Sequence[str]] | None = None,
+        channels: int | Sequence[int] = 1,
     ) -> MSFTEngine:
         """Fine-tune on a collection of 1-D series (NaN = missing).
 
@@ -212,6 +215,12 @@ class MSFTEngine:
             every forecast must pass them too.
         covariate_names : (list of str, list of str), optional
             Names of the past and known-future covariates (recorded, used in messages).
+        channels : int or sequence of int, default 1
+            Channels per multivariate series (or of each series) when ``series`` lists the
+            channels of each series one after another (instance-major): with the setting
+            ``multivariate="joint"`` each channel reads its series' other channels
+            (:mod:`msft_forecast.training.joint`), and forecasts take series of as many
+            channels; ignored by channel-independent models.
 
         Raises
         ------
@@ -252,6 +261,8 @@ class MSFTEngine:
         # load (or fetch from the process cache) before seeding: building a module draws from
         # the global RNG, which would otherwise make the first fit in a process differ
         self._backbone()
+        channels = joint.channel_count(channels) if s.multivariate == "joint" else 1
+        covs = joint.with_other_channels(covs, series, channels, self._backbone().kind)
         start_from = self if warm_start and self.model_ is not None else None
         lengths = self._lengths(series, freq, start_from)
         if s.strategy_spec().trains:
@@ -270,6 +281,7 @@ class MSFTEngine:
         ):
             torch.manual_seed(seed)
             model, report = self._fit(series, freq, seed, start_from, steps, lengths, extras, covs)
+        report.channels = channels
         self.model_, self.report_ = model, report
         logger.info(report.summary())  # also the front ends' fit_summary_ / fit_summary
         self.backbone_source_ = self._source_record()
@@ -453,6 +465,7 @@ class MSFTEngine:
         batch_size: int = 256,
         past_covariates: Sequence | None = None,
         future_covariates: Sequence | None = None,
+        channels: int | Sequence[int] | None = None,
     ) -> Forecast:
         """Forecast ``horizon`` steps after the end of each context series.
 
@@ -477,6 +490,9 @@ class MSFTEngine:
             The covariates the model was fitted with, per context, aligned with it from its
             first step; known-future ones reach ``horizon`` steps past its end (the rules:
             :mod:`msft_forecast.training.covariates`).
+        channels : int or sequence of int, optional
+            Channels per series (as at :meth:`fit`); a joint model checks that they are the
+            ones it was fitted on (default: it assumes so).
 
         Raises
         ------
@@ -498,8 +514,10 @@ class MSFTEngine:
             raise ValueError(
                 f"num_samples must be >= 1 (or 0 for the mean alone), got {num_samples}."
             )
+        others = partial(joint.forecast_with_other_channels, contexts=contexts, channels=channels,
+                         backbone=self._backbone().kind, fitted=self.report_.channels)  # fmt: skip
         pairs = forecast_covariates(contexts, past_covariates, future_covariates, int(horizon),
-                                    self.report_, model.horizon_limit).pairs  # fmt: skip
+                                    self.report_, model.horizon_limit, others).pairs  # fmt: skip
         seed = self._seed() if seed is None else int(seed)
         step = model.horizon_limit or int(horizon)
         first = self._forecast_once(

@@ -59,6 +59,9 @@ class FitReport:
     #: :mod:`msft_forecast.training.covariates`); forecasts must pass as many of each.
     past_covariates: list[str] = field(default_factory=list)
     future_covariates: list[str] = field(default_factory=list)
+    #: Channels per series of a joint model (``multivariate="joint"``: it forecasts series of
+    #: as many channels, :mod:`msft_forecast.training.joint`); 1 for channel-independent ones.
+    channels: int = 1
 
     def summary(self) -> str:
         """What the fit did, on one line: steps, best validation loss and its step, patch

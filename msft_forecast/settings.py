@@ -110,6 +110,13 @@ default="validation"
         Learned prefix tokens of ``"prompt-tuning"``: the low end of the 8-20 that prompt
         tuning commonly uses, because every prompt lengthens the token sequence of every window
         (a 512-step context with patch size 32 has 16 context tokens).
+    multivariate : {"independent", "joint"}, default="independent"
+        How the channels of a multivariate series are modelled: each channel on its own
+        (channel-independent, the default), or each forecast from the history of all channels
+        of its series, the others read as past covariates through Moirai's any-variate
+        attention (Moirai backbones; :mod:`msft_forecast.training.joint`). ``"joint"`` costs
+        ``channels`` times the tokens per window; with the bundled ``moirai-tiny`` (pre-trained
+        on single series) it is not recommended (docs/benchmarks.md, "Covariates").
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
         parameter-efficient strategies, 1e-2 for ``"prompt-tuning"``, 1e-5 for ``"full"``).
@@ -202,6 +209,7 @@ default="validation"
     scale_weighting: str = "validation"
     train_head: bool = True
     num_prompt_tokens: int = 8
+    multivariate: str = "independent"
     learning_rate: float | None = None
     scale_weight_lr: float = 1e-2
     scale_weight_prior: float = 0.0
@@ -272,6 +280,10 @@ default="validation"
             )
         if self.pooling not in ("mean", "max", "subsample"):
             raise ValueError(f"pooling must be 'mean', 'max' or 'subsample', got {self.pooling!r}.")
+        if self.multivariate not in ("independent", "joint"):
+            raise ValueError(
+                f"multivariate must be 'independent' or 'joint', got {self.multivariate!r}."
+            )
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if isinstance(self.validation, float) and not 0.0 <= self.validation < 1.0:

@@ -122,6 +122,9 @@ default="validation"
         ``"adalora"``.
     num_prompt_tokens : int, default=8
         Learned prefix tokens of ``"prompt-tuning"``.
+    multivariate : {"independent", "joint"}, default="independent"
+        Channels of a multivariate ``y`` modelled one by one, or each forecast from the
+        history of all of ``y``'s columns (Moirai backbones; see ``MSFTSettings``).
     learning_rate : float or None, default=None
         Constant learning rate; None for the strategy's default (1e-3 for the
         parameter-efficient strategies, 1e-2 for ``"prompt-tuning"``, 1e-5 for ``"full"``).
@@ -291,6 +294,7 @@ default="validation"
         scale_weighting: str = _D.scale_weighting,
         train_head: bool = _D.train_head,
         num_prompt_tokens: int = _D.num_prompt_tokens,
+        multivariate: str = _D.multivariate,
         learning_rate: float | None = _D.learning_rate,
         scale_weight_lr: float = _D.scale_weight_lr,
         scale_weight_prior: float = _D.scale_weight_prior,
@@ -386,7 +390,9 @@ default="validation"
         panel.check_time_indexes(y)
         cutoff = get_cutoff(y, return_index=True)
         settings = self._settings(self._training_horizon(fh, cutoff))
-        engine = MSFTEngine(settings).fit(panel.channels(y), freq=panel.frequency_key_of(cutoff))
+        engine = MSFTEngine(settings).fit(
+            panel.channels(y), freq=panel.frequency_key_of(cutoff), channels=y.shape[1]
+        )
         self.pretrained_engine_ = engine
         return self
 
@@ -395,7 +401,8 @@ default="validation"
         from sktime.datatypes import get_cutoff
 
         freq = panel.frequency_key_of(get_cutoff(y, return_index=True))
-        self.pretrained_engine_.fit(panel.channels(y), freq=freq, warm_start=True)
+        self.pretrained_engine_.fit(panel.channels(y), freq=freq, warm_start=True,
+                                    channels=y.shape[1])  # fmt: skip
         return self
 
     # -------------------------------------------------------------------------------- update

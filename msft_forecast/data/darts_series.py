@@ -197,7 +197,8 @@ def forecast_blocks(
     for kind, arrays in (covariates or {}).items():
         per_channel = [a for a, b in zip(arrays, blocks, strict=True) for _ in range(b.shape[1])]
         batch[f"{kind}_covariates"] = per_channel
-    fc = engine.forecast(contexts, n, draws, seed=seed, **batch)
+    widths = [b.shape[1] for b in blocks]  # a joint model checks them
+    fc = engine.forecast(contexts, n, draws, seed=seed, channels=widths, **batch)
     if likelihood:
         flat = fc.quantiles(quantiles)  # (rows, Q, n)
     else:

@@ -96,9 +96,11 @@ def forecast_covariates(
 
 
 def covariate_arguments(y: pd.DataFrame, X: pd.DataFrame | None) -> dict[str, Any]:
-    """Keyword arguments of :meth:`~msft_forecast.engine.MSFTEngine.fit` for ``X`` with
-    ``y``: its columns as known-future covariates (none without ``X``)."""
+    """Keyword arguments of :meth:`~msft_forecast.engine.MSFTEngine.fit` for ``y`` (its
+    number of channels, read by joint models) and ``X``: its columns as known-future
+    covariates (none without ``X``)."""
     if X is None:
-        return {}
+        return {"channels": y.shape[1]}
     names = ([], [str(c) for c in X.columns])
-    return {"future_covariates": fit_covariates(y, X), "covariate_names": names}
+    return {"future_covariates": fit_covariates(y, X), "covariate_names": names,
+            "channels": y.shape[1]}  # fmt: skip

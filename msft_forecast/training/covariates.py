@@ -18,7 +18,7 @@ Which covariates a model was fitted with (their names and number) is recorded in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,9 +50,11 @@ class SeriesCovariates:
 def forecast_covariates(
     contexts: Sequence[np.ndarray], past: Sequence | None, future: Sequence | None,
     horizon: int, fitted: FitReport, horizon_limit: int | None,
+    extend: Callable[[SeriesCovariates], SeriesCovariates] | None = None,
 ) -> SeriesCovariates:  # fmt: skip
-    """Check a forecast's covariates (:func:`as_covariates`) against those the model was
-    fitted with (recorded in ``fitted``): as many of each kind.
+    """Check a forecast's covariates (:func:`as_covariates`, then ``extend``: the engine's
+    additions, such as a joint model's other channels) against those the model was fitted
+    with (recorded in ``fitted``): as many of each kind.
 
     Raises
     ------
@@ -62,6 +64,8 @@ def forecast_covariates(
         (a forecast rolled forward would need covariates past the horizon).
     """
     given = as_covariates(contexts, past, future, horizon=horizon)
+    if extend is not None:
+        given = extend(given)
     for side, fitted_names, passed in (
         ("past", list(fitted.past_covariates), given.past_names),
         ("known-future", list(fitted.future_covariates), given.future_names),

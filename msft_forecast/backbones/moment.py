@@ -719,9 +719,7 @@ class MomentModule(nn.Module):
 
     # ---- stages ------------------------------------------------------------------------------
 
-    def normalize(
-        self, x: Tensor, input_mask: Tensor | None = None
-    ) -> tuple[Tensor, RevINStats]:
+    def normalize(self, x: Tensor, input_mask: Tensor | None = None) -> tuple[Tensor, RevINStats]:
         """RevIN per series over the observed steps.
 
         Parameters

@@ -54,6 +54,7 @@ SOURCES = {
     for stem in ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
 }
 
+
 @dataclass(frozen=True)
 class LSFDataset:
     """A benchmark dataset: all rows, channel names and split boundaries.

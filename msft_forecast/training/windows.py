@@ -248,9 +248,7 @@ def split_windows(
         train_ranges.append(OriginRange(i, context_length if full else short_context, stop))
         if n_val:
             val_ranges.append(OriginRange(i, train_end, n - horizon_length + 1))
-    train = WindowDataset(
-        series, train_ranges, context_length, horizon_length, scales, covariates
-    )
+    train = WindowDataset(series, train_ranges, context_length, horizon_length, scales, covariates)
     if len(train) == 0:
         # no series had a window at all, so none qualified for full windows either: the
         # shortest usable series needs short_context + H observations

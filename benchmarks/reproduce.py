@@ -63,7 +63,8 @@ Sections:
     length (``benchmarks/training_cost.py``).
 ``training_cost_units``
     the same on UniTS (random weights of the released ``units_x128`` size) for every strategy
-    UniTS implements, with trainable parameters (``training_cost.py --backbone units``).
+    (AdaLoRA and prompt tuning included), with trainable parameters (``training_cost.py
+    --backbone units``).
 ``inference``
     forecast throughput of zero-shot vs MSFT by context length
     (``benchmarks/inference_throughput.py``).

@@ -7,7 +7,7 @@ fresh subprocess so its peak resident memory is its own. A step is forward + bac
 ``--backbone units`` measures UniTS instead: random weights in the size of the released
 ``units_x128`` checkpoint (:data:`UNITS_CONFIG`: d_model 128, 3 blocks, 8 heads, patch 16, 10
 prompt tokens), built through ``MultiScaleUnits.build`` as a folder without ``units.json`` is
-(new prompt tokens), for every training strategy UniTS implements (:data:`UNITS_STRATEGIES`).
+(new prompt tokens), for every training strategy UniTS implements (:func:`units_strategies`).
 Its tokens per step count each scale's prompt tokens too (they run through every block).
 
     python benchmarks/training_cost.py [--backbone moirai-small] [--batch 8] [--steps 5]
@@ -177,7 +177,9 @@ def main() -> None:
             f"{args.steps} steps after 2 warm-up; each row in a fresh process"
         )
         skipped = [s for s in STRATEGIES if s not in supported]
-        lines.append(f"- not implemented for UniTS (refused with a message): {', '.join(skipped)}")
+        if skipped:  # none since UniTS runs AdaLoRA and prompt tuning (issue 20)
+            refused = ", ".join(skipped)
+            lines.append(f"- not implemented for UniTS (refused with a message): {refused}")
     lines += [
         "- command: python benchmarks/training_cost.py " + " ".join(sys.argv[1:]),
         "",

@@ -112,8 +112,8 @@ class MSFTModel(GlobalForecastingModel):
         UniTS ``.pth``, optionally with ``units.json``, is UniTS: ``docs/backbones.md``).
     fit_strategy : {"msft", "lora", "adalora", "prompt-tuning", "full", "linear-probe", \
 "zero-shot"}, default "msft"
-        What ``fit`` trains (the table in ``docs/strategies.md``; UniTS runs "msft", "lora",
-        "full", "linear-probe" and "zero-shot", not "adalora" or "prompt-tuning").
+        What ``fit`` trains (the table in ``docs/strategies.md``; every backbone runs all
+        seven, but MOMENT not "zero-shot", UniTS "zero-shot" only with a data set it knows).
     num_scales : int, default 4
         Number of temporal scales (MSFT).
     quantiles : sequence of float, default (0.1, 0.2, ..., 0.9)

@@ -8,7 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from msft_forecast.msft.strategies import FIT_STRATEGIES, StrategySpec, resolve_strategy
+from msft_forecast.msft.strategies import (
+    DEFAULT_NUM_PROMPT_TOKENS,
+    FIT_STRATEGIES,
+    StrategySpec,
+    resolve_strategy,
+)
 
 #: Default learning rates (constant schedule), by strategy.  Parameter-efficient strategies
 #: start from zero-initialised updates and need a larger step than full fine-tuning, which
@@ -54,10 +59,9 @@ class MSFTSettings:
         head; ``"lora"`` single-scale LoRA and head; ``"adalora"`` AdaLoRA (SVD-form LoRA whose
         ranks are pruned by importance to an average of ``lora_rank``) and head;
         ``"prompt-tuning"`` ``num_prompt_tokens`` learned prefix tokens (and MOMENT's new
-        heads); ``"full"`` every weight;
+        heads; on UniTS the checkpoint's own prompt tokens); ``"full"`` every weight;
         ``"linear-probe"`` the head only; ``"zero-shot"`` nothing (not MOMENT, which has no
-        forecasting head before fine-tuning).  UniTS runs "msft", "lora", "full",
-        "linear-probe" and "zero-shot" (with a data set it was trained on).
+        forecasting head before fine-tuning; UniTS only with a data set it was trained on).
     context_length : int, default=512
         Steps of history the model sees; the last ``context_length`` steps of every series
         are kept for prediction.  Capped at fit by the longest series (steps before a
@@ -109,7 +113,8 @@ default="validation"
     num_prompt_tokens : int, default=8
         Learned prefix tokens of ``"prompt-tuning"``: the low end of the 8-20 that prompt
         tuning commonly uses, because every prompt lengthens the token sequence of every window
-        (a 512-step context with patch size 32 has 16 context tokens).
+        (a 512-step context with patch size 32 has 16 context tokens).  Not used by UniTS,
+        which tunes its checkpoint's own ``prompt_num`` prompt tokens (another value warns).
     multivariate : {"independent", "joint"}, default="independent"
         How the channels of a multivariate series are modelled: each channel on its own
         (channel-independent, the default), or each forecast from the history of all channels
@@ -208,7 +213,7 @@ default="validation"
     mixing: str = "mixture"
     scale_weighting: str = "validation"
     train_head: bool = True
-    num_prompt_tokens: int = 8
+    num_prompt_tokens: int = DEFAULT_NUM_PROMPT_TOKENS
     multivariate: str = "independent"
     learning_rate: float | None = None
     scale_weight_lr: float = 1e-2

@@ -72,9 +72,9 @@ class MSFTForecaster(BaseForecaster):
         head; ``"lora"`` single-scale LoRA and head; ``"adalora"`` AdaLoRA (SVD-form LoRA whose
         ranks are pruned by importance to an average of ``lora_rank``) and head;
         ``"prompt-tuning"`` ``num_prompt_tokens`` learned prefix tokens (and MOMENT's new
-        heads); ``"full"`` every weight; ``"linear-probe"`` the head only; ``"zero-shot"``
-        nothing (not MOMENT, which has no forecasting head before fine-tuning).  UniTS runs
-        "msft", "lora", "full", "linear-probe" and "zero-shot" (with a data set it knows).
+        heads; on UniTS its own prompt tokens); ``"full"`` every weight; ``"linear-probe"`` the
+        head only; ``"zero-shot"`` nothing (not MOMENT, which has no forecasting head before
+        fine-tuning; UniTS only with a data set it knows).
     context_length : int, default=512
         Steps of history the model sees; the last ``context_length`` steps of every series
         are kept for prediction.  Capped at fit by the longest series (steps before a
@@ -121,7 +121,7 @@ default="validation"
         Train the output head (Moirai's distribution projection) in ``"msft"``, ``"lora"`` and
         ``"adalora"``.
     num_prompt_tokens : int, default=8
-        Learned prefix tokens of ``"prompt-tuning"``.
+        Learned prefix tokens of ``"prompt-tuning"`` (not UniTS: it tunes its own).
     multivariate : {"independent", "joint"}, default="independent"
         Channels of a multivariate ``y`` modelled one by one, or each forecast from the
         history of all of ``y``'s columns (Moirai backbones; see ``MSFTSettings``).

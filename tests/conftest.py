@@ -41,6 +41,45 @@ def write_random_moment(folder: Path, seed: int = 0) -> Path:
     return save_checkpoint(folder, config.to_dict(), MomentModule(config))
 
 
+def tiny_units_config():
+    """The architecture of :func:`write_random_units` (width 16, two blocks, patch 8)."""
+    from msft_forecast.backbones.units import UnitsConfig
+
+    return UnitsConfig(d_model=16, num_layers=2, num_heads=2, patch_len=8, prompt_num=2)
+
+
+def write_random_units(
+    folder: Path, settings: dict | None = None, *, pretrain: bool = False, seed: int = 0
+) -> Path:
+    """A random UniTS in the released ``.pth`` layout (trained-looking prompt tokens for a
+    one-variable ``"demo"`` and a three-variable ``"multi"`` data set): a DDP state dict with
+    ``module.`` prefixes, as the authors' ``exp/exp_sup.py`` saves it, or a pre-training dict
+    with ``"student"`` and ``"args"``, as ``exp/exp_pretrain.py``; ``settings`` go to
+    ``units.json``."""
+    import argparse
+    import json
+
+    from msft_forecast.backbones.units import UnitsModule
+
+    torch.manual_seed(seed)
+    module = UnitsModule(tiny_units_config(), {"demo": 1, "multi": 3})
+    with torch.no_grad():  # move the tokens away from their initialisation
+        for name, tensor in module.named_parameters():
+            if "_tokens." in name:
+                tensor.normal_(0.0, 0.5)
+    state = {f"module.{k}": v for k, v in module.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    if pretrain:
+        args = argparse.Namespace(d_model=16, n_heads=2, e_layers=2, patch_len=8, dropout=0.1)
+        torch.save({"student": state, "optimizer": {}, "epoch": 3, "args": args},
+                   folder / "pretrain_checkpoint.pth")  # fmt: skip
+    else:
+        torch.save(state, folder / "units_x16.pth")
+    if settings is not None:
+        (folder / "units.json").write_text(json.dumps(settings))
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Test models are tiny: one thread is as fast as two on an idle machine and many times
@@ -59,6 +98,12 @@ def tiny_moirai_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_moment_dir(tmp_path_factory) -> Path:
     return write_random_moment(tmp_path_factory.mktemp("moment-random"))
+
+
+@pytest.fixture(scope="session")
+def tiny_units_dir(tmp_path_factory) -> Path:
+    """A UniTS folder whose ``units.json`` names the trained ``"demo"`` data set."""
+    return write_random_units(tmp_path_factory.mktemp("units"), {"dataset": "demo", "num_heads": 2})
 
 
 @pytest.fixture

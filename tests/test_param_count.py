@@ -24,18 +24,21 @@ def test_formula_matches_model_for_every_strategy() -> None:
 
 def test_units_formula_matches_model_for_every_strategy_it_implements() -> None:
     from msft_forecast.msft.param_count import units_table
+    from msft_forecast.msft.strategies import FIT_STRATEGIES
     from msft_forecast.msft.units_model import SUPPORTED_STRATEGIES
 
     rows = units_table(d_model=32, num_layers=2, num_scales=3, num_heads=4)
     by_name = {r["strategy"]: r for r in rows}
-    assert set(by_name) == set(SUPPORTED_STRATEGIES)  # adalora, prompt-tuning: not on UniTS
+    assert set(by_name) == set(SUPPORTED_STRATEGIES) == set(FIT_STRATEGIES)
     for row in rows:
         assert row["trainable (model)"] == row["trainable (formula)"], row["strategy"]
     assert by_name["zero-shot"]["trainable (model)"] == 0
     # every training strategy trains the data set's 10 prompt tokens and its mask token
     tokens = 11 * 32
     assert by_name["full"]["trainable (model)"] == by_name["full"]["backbone"] + tokens
+    assert by_name["prompt-tuning"]["trainable (model)"] == tokens  # the tokens alone
     assert by_name["linear-probe"]["trainable (model)"] < by_name["lora"]["trainable (model)"]
+    assert by_name["lora"]["trainable (model)"] < by_name["adalora"]["trainable (model)"]
     assert by_name["lora"]["trainable (model)"] < by_name["msft"]["trainable (model)"]
 
 
@@ -44,8 +47,8 @@ def test_param_count_command_prints_units(capsys) -> None:
 
     main(["--backbone", "units", "--d-model", "32", "--num-layers", "1", "--num-scales", "2"])
     out = capsys.readouterr().out
-    assert "UniTS architecture d_model=32" in out and "does not implement adalora" in out
-    assert "| linear-probe | " in out and "| adalora |" not in out
+    assert "UniTS architecture d_model=32" in out and "does not implement" not in out
+    assert all(f"| {s} | " in out for s in ("linear-probe", "adalora", "prompt-tuning"))
 
 
 def test_moment_formula_matches_model_for_every_strategy_and_lora_target() -> None:

@@ -1,6 +1,7 @@
 """AdaLoRA and prompt tuning (``fit_strategy="adalora"``, ``"prompt-tuning"``): the native
 AdaLoRA against peft's on toy layers, the invariants of both strategies on every backbone, and
-fits and forecasts through sktime and Darts."""
+fits and forecasts through sktime and Darts.  (UniTS' own prompt tuning, on the checkpoint's
+prompt tokens, is tested in ``tests/test_units_msft.py``.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import torch
 from torch import nn
 
 from msft_forecast.backbones.cache import get_backbone
-from msft_forecast.msft.adalora import AdaLoRA, RankAllocator, orthogonal_regularisation
+from msft_forecast.msft.adalora import (
+    AdaLoRA,
+    RankAllocator,
+    adalora_modules,
+    orthogonal_regularisation,
+)
 from msft_forecast.msft.registry import model_class
 from msft_forecast.msft.strategies import FIT_STRATEGIES, resolve_strategy
 
@@ -129,13 +135,24 @@ def test_budget_schedule_is_cubic_between_tinit_and_tfinal():
 
 # ------------------------------------------------------------------------------ invariants
 @pytest.fixture(scope="module")
-def backbones(tiny_moment_dir):
-    return {"moirai": get_backbone("moirai-tiny"), "moment": get_backbone(str(tiny_moment_dir))}
+def backbones(tiny_moment_dir, tiny_units_dir):
+    return {
+        "moirai": get_backbone("moirai-tiny"),
+        "moment": get_backbone(str(tiny_moment_dir)),
+        "units": get_backbone(str(tiny_units_dir)),
+    }
+
+
+def _patch_size(backbone: str) -> int | str:
+    return "auto" if backbone == "units" else 16  # UniTS has one patch length (8 here)
 
 
 def _build(loaded, name: str, horizon: int = 16, **kwargs):
     spec = resolve_strategy(name, **kwargs)
-    return model_class(loaded.kind).build(loaded, spec, patch_size=16, horizon_length=horizon)
+    patch_size = None if loaded.kind == "units" else 16
+    return model_class(loaded.kind).build(
+        loaded, spec, patch_size=patch_size, horizon_length=horizon
+    )
 
 
 def _batch(batch: int = 3, context: int = 96, horizon: int = 16):
@@ -150,19 +167,29 @@ def test_new_strategies_are_listed():
     assert set(NEW) <= set(FIT_STRATEGIES)
 
 
-def test_adalora_at_init_forecasts_as_the_frozen_backbone(backbones):
+@pytest.mark.parametrize("kind", ["moirai", "moment", "units"])
+def test_adalora_at_init_forecasts_as_the_frozen_backbone(backbones, kind):
     ctx, obs, _, _ = _batch()
     # MOMENT has no pre-trained head: compare against linear probing with the same heads
-    for kind, reference in (("moirai", "zero-shot"), ("moment", "linear-probe")):
-        loaded = backbones[kind]
-        torch.manual_seed(0)
-        ref = _build(loaded, reference)
-        ada = _build(loaded, "adalora", lora_targets=("q", "k", "v", "out"))
-        if kind == "moment":
-            ada.heads.load_state_dict(ref.heads.state_dict())
-        a = ada.forecast(ctx, obs, 16, 0).mean
-        b = ref.forecast(ctx, obs, 16, 0).mean
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    reference = "linear-probe" if kind == "moment" else "zero-shot"
+    loaded = backbones[kind]
+    torch.manual_seed(0)
+    ref = _build(loaded, reference)
+    ada = _build(loaded, "adalora", lora_targets=("q", "k", "v", "out"))
+    if kind == "moment":
+        ada.heads.load_state_dict(ref.heads.state_dict())
+    a = ada.forecast(ctx, obs, 16, 0).mean
+    b = ref.forecast(ctx, obs, 16, 0).mean
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["moirai", "moment", "units"])
+def test_adalora_loss_holds_the_orthogonality_term_of_every_update(backbones, kind):
+    model = _build(backbones[kind], "adalora", lora_targets=("q", "k", "v", "out"))
+    loss, per_scale = model.loss(*_batch())
+    reg = orthogonal_regularisation(list(adalora_modules(model).values()))
+    assert float(reg.detach()) > 0  # random P and Q are far from orthonormal
+    torch.testing.assert_close(loss, per_scale.mean() + reg)
 
 
 @pytest.mark.parametrize("kind", ["moirai", "moment"])
@@ -236,24 +263,29 @@ def _series(n: int = 240) -> np.ndarray:
     return 10 + np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.1, n)
 
 
-def test_adalora_fit_prunes_to_the_budget_and_saved_model_forecasts_identically(tmp_path):
+@pytest.mark.parametrize("backbone, layers", [("moirai-tiny", 4), ("units", 2)])
+def test_adalora_fit_prunes_to_the_budget_and_saved_model_forecasts_identically(
+    tmp_path, tiny_units_dir, backbone, layers
+):
     from msft_forecast.engine import MSFTEngine, MSFTSettings
 
     settings = MSFTSettings(
-        backbone="moirai-tiny", fit_strategy="adalora", lora_rank=2, context_length=48,
-        prediction_length=12, max_steps=10, batch_size=4, validation=None, random_state=0,
-        patch_size=16, verbose=False, num_samples=10,
+        backbone=str(tiny_units_dir) if backbone == "units" else backbone,
+        fit_strategy="adalora", lora_rank=2, context_length=48, prediction_length=12,
+        max_steps=10, batch_size=4, validation=None, random_state=0,
+        patch_size=_patch_size(backbone), verbose=False, num_samples=10,
     )  # fmt: skip
     engine = MSFTEngine(settings).fit([_series()])
     model = engine.model_
     mods = [m for m in model.modules() if isinstance(m, AdaLoRA)]
-    assert len(mods) == 4 * 3 and all(m.rank == 3 for m in mods)
+    assert len(mods) == layers * 3 and all(m.rank == 3 for m in mods)
     assert 0 < sum(int(m.rank_mask.sum()) for m in mods) <= 2 * len(mods)
     for m in mods:  # pruned singular values are exactly zero
         assert not m.lora_E[~m.rank_mask].any()
     state = engine.trainable_state()
     assert any(k.endswith("rank_mask") for k in state)
-    assert not any(k.startswith("backbone.encoder.layers.0.self_attn.q_proj") for k in state)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and not frozen & set(state)
     engine.save(tmp_path / "ada")
     loaded = MSFTEngine.load(tmp_path / "ada")
     reloaded = [m for m in loaded.model_.modules() if isinstance(m, AdaLoRA)]
@@ -265,16 +297,25 @@ def test_adalora_fit_prunes_to_the_budget_and_saved_model_forecasts_identically(
     )
 
 
+#: UniTS tunes its own prompt tokens and warns that num_prompt_tokens=4 does not apply.
+_UNITS_PROMPTS = "ignore:num_prompt_tokens=4 does not apply to UniTS:UserWarning"
+
+
+def _folder(backbone: str, tiny_moment_dir, tiny_units_dir) -> str:
+    return {"moment": str(tiny_moment_dir), "units": str(tiny_units_dir)}.get(backbone, backbone)
+
+
 @pytest.mark.parametrize("strategy", NEW)
-@pytest.mark.parametrize("backbone", ["moirai-tiny", "moment"])
-def test_sktime_fits_and_forecasts(strategy, backbone, tiny_moment_dir):
+@pytest.mark.parametrize("backbone", ["moirai-tiny", "moment", "units"])
+@pytest.mark.filterwarnings(_UNITS_PROMPTS)
+def test_sktime_fits_and_forecasts(strategy, backbone, tiny_moment_dir, tiny_units_dir):
     from sktime.datasets import load_airline
 
     from msft_forecast import MSFTForecaster
 
     y = load_airline()
     forecaster = MSFTForecaster(
-        backbone=str(tiny_moment_dir) if backbone == "moment" else backbone,
+        backbone=_folder(backbone, tiny_moment_dir, tiny_units_dir),
         fit_strategy=strategy, context_length=48, prediction_length=6, max_steps=3,
         batch_size=8, num_samples=10, random_state=0, validation=None, lora_rank=2,
         num_prompt_tokens=4, verbose=False,
@@ -286,15 +327,16 @@ def test_sktime_fits_and_forecasts(strategy, backbone, tiny_moment_dir):
 
 
 @pytest.mark.parametrize("strategy", NEW)
-@pytest.mark.parametrize("backbone", ["moirai-tiny", "moment"])
-def test_darts_fits_and_forecasts(strategy, backbone, tiny_moment_dir, airline):
+@pytest.mark.parametrize("backbone", ["moirai-tiny", "moment", "units"])
+@pytest.mark.filterwarnings(_UNITS_PROMPTS)
+def test_darts_fits_and_forecasts(strategy, backbone, tiny_moment_dir, tiny_units_dir, airline):
     from msft_forecast.darts import MSFTModel
 
     model = MSFTModel(
         input_chunk_length=64 if backbone == "moment" else 48, output_chunk_length=12,
-        backbone=str(tiny_moment_dir) if backbone == "moment" else backbone,
-        fit_strategy=strategy, max_steps=3, batch_size=8, patch_size=16, random_state=0,
-        validation=None, lora_rank=2, num_prompt_tokens=4,
+        backbone=_folder(backbone, tiny_moment_dir, tiny_units_dir),
+        fit_strategy=strategy, max_steps=3, batch_size=8, patch_size=_patch_size(backbone),
+        random_state=0, validation=None, lora_rank=2, num_prompt_tokens=4,
     )  # fmt: skip
     model.fit(airline[:-12], verbose=False)
     pred = model.predict(12, num_samples=5)

@@ -1,13 +1,11 @@
 """MSFT on a UniTS backbone, loaded through ``backbone="<folder>"`` from the released layout.
 
-Tiny random UniTS models are saved as the authors' scripts save them (a DDP state dict with
-``module.`` prefixes, as ``exp/exp_sup.py``; a pre-training dict with ``"student"`` and
-``"args"``, as ``exp/exp_pretrain.py``) into a temp folder, with or without ``units.json``.
+Tiny random UniTS models are saved as the authors' scripts save them
+(:func:`conftest.write_random_units`) into a temp folder, with or without ``units.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -15,19 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_units_config
+from conftest import write_random_units as write_units
 
 from msft_forecast.backbones.cache import clear_backbone_cache
 from msft_forecast.backbones.checkpoint import load_backbone, resolve_checkpoint
 from msft_forecast.backbones.errors import CheckpointError
-from msft_forecast.backbones.units import UnitsConfig, UnitsModule
 from msft_forecast.engine import MSFTEngine
-from msft_forecast.msft.strategies import StrategySpec, resolve_strategy
+from msft_forecast.msft.strategies import resolve_strategy
 from msft_forecast.msft.units_model import MultiScaleUnits
 
 pytestmark = pytest.mark.filterwarnings("ignore:Only .* validation windows:UserWarning")
 
-CONFIG = UnitsConfig(d_model=16, num_layers=2, num_heads=2, patch_len=8, prompt_num=2)
-STRATEGIES = ["zero-shot", "linear-probe", "lora", "full", "msft"]
+CONFIG = tiny_units_config()
+STRATEGIES = ["zero-shot", "linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft"]
 ENGINE = dict(
     context_length=32,
     prediction_length=8,
@@ -41,33 +40,9 @@ ENGINE = dict(
 )
 
 
-def write_units(
-    folder: Path, settings: dict | None = None, *, pretrain: bool = False, seed: int = 0
-) -> Path:
-    """A random UniTS in the released ``.pth`` layout (trained-looking prompt tokens for a
-    one-variable ``"demo"`` and a three-variable ``"multi"`` data set)."""
-    torch.manual_seed(seed)
-    module = UnitsModule(CONFIG, {"demo": 1, "multi": 3})
-    with torch.no_grad():  # move the tokens away from their initialisation
-        for name, tensor in module.named_parameters():
-            if "_tokens." in name:
-                tensor.normal_(0.0, 0.5)
-    state = {f"module.{k}": v for k, v in module.state_dict().items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    if pretrain:
-        args = argparse.Namespace(d_model=16, n_heads=2, e_layers=2, patch_len=8, dropout=0.1)
-        torch.save({"student": state, "optimizer": {}, "epoch": 3, "args": args},
-                   folder / "pretrain_checkpoint.pth")  # fmt: skip
-    else:
-        torch.save(state, folder / "units_x16.pth")
-    if settings is not None:
-        (folder / "units.json").write_text(json.dumps(settings))
-    return folder
-
-
 @pytest.fixture(scope="module")
-def units_dir(tmp_path_factory) -> Path:
-    return write_units(tmp_path_factory.mktemp("units"), {"dataset": "demo", "num_heads": 2})
+def units_dir(tiny_units_dir) -> Path:
+    return tiny_units_dir
 
 
 @pytest.fixture
@@ -110,6 +85,12 @@ def test_folder_without_settings_gets_new_prompt_tokens(tmp_path) -> None:
         MultiScaleUnits.build(
             loaded, resolve_strategy("zero-shot"), patch_size=None, horizon_length=8
         )
+    # prompt tuning is how the authors start on new data: it trains exactly the new tokens
+    model = MultiScaleUnits.build(
+        loaded, resolve_strategy("prompt-tuning"), patch_size=None, horizon_length=8
+    )
+    torch.testing.assert_close(model.prompt_tokens.detach(), prompt, rtol=0, atol=0)
+    assert set(model.trained_tensors()) == {"prompt_tokens", "mask_token"}
 
 
 def test_converted_safetensors_folder_loads_the_same(units_dir, tmp_path) -> None:
@@ -238,21 +219,56 @@ def test_odd_lengths_and_missing_values_run(units_dir) -> None:
     assert out.mean.shape == (3, 11) and torch.isfinite(out.mean).all()
 
 
-@pytest.mark.parametrize(
-    "spec, match",
-    [
-        (StrategySpec("adalora"), "not implemented for UniTS"),
-        (StrategySpec("prompt-tuning"), "not implemented for UniTS"),
-        (resolve_strategy("lora", lora_targets=("q", "ffn")), r"lora_targets \['ffn'\]"),
-    ],
-)
-def test_unsupported_strategies_are_refused(units_dir, spec, match) -> None:
+@pytest.mark.parametrize("strategy", ["lora", "adalora"])
+def test_lora_on_the_mlp_is_refused(units_dir, strategy) -> None:
+    spec, match = resolve_strategy(strategy, lora_targets=("q", "ffn")), r"lora_targets \['ffn'\]"
     with pytest.raises(ValueError, match=match):
         MultiScaleUnits.check_strategy(spec)
     with pytest.raises(ValueError, match=match):
         MultiScaleUnits.build(
             load_backbone(str(units_dir)), spec, patch_size=None, horizon_length=8
         )
+
+
+def test_prompt_tuning_trains_the_data_sets_own_tokens(units_dir) -> None:
+    """UniTS' prompt tuning is the authors': its own prompt and mask tokens get gradients, no
+    other tensor does, and no prompts are added (num_prompt_tokens does not apply)."""
+    loaded = load_backbone(str(units_dir))
+    spec = resolve_strategy("prompt-tuning")
+    model = MultiScaleUnits.build(loaded, spec, patch_size=None, horizon_length=8)
+    assert model.prompt_tokens.shape[2] == CONFIG.prompt_num
+    assert not model.msft_modules()
+    x, obs = _window(context=32)
+    horizon = torch.randn(3, 8)
+    loss, _ = model.loss(x, obs, horizon, torch.ones_like(horizon, dtype=torch.bool))
+    loss.backward()
+    graded = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert graded == set(model.trained_tensors()) == {"prompt_tokens", "mask_token"}
+    before = model.eval().forecast(x, obs, 8).mean
+    with torch.no_grad():
+        model.prompt_tokens.add_(1.0)
+    assert not torch.allclose(before, model.forecast(x, obs, 8).mean)
+    with pytest.warns(UserWarning, match="num_prompt_tokens=4 does not apply to UniTS"):
+        MultiScaleUnits.build(
+            loaded, resolve_strategy("prompt-tuning", num_prompt_tokens=4),
+            patch_size=None, horizon_length=8,
+        )  # fmt: skip
+
+
+def test_adalora_fills_every_lora_slot(units_dir) -> None:
+    """The rank allocator finds an update on q, k, v (thirds of the fused qkv) and out of
+    every block's time attention (the loss's orthogonality term and a fit that prunes:
+    ``tests/test_peft_strategies.py``, on every backbone)."""
+    from msft_forecast.msft.adalora import AdaLoRA, RankAllocator
+
+    loaded = load_backbone(str(units_dir))
+    spec = resolve_strategy("adalora", lora_rank=2, lora_targets=("q", "k", "v", "out"))
+    model = MultiScaleUnits.build(loaded, spec, patch_size=None, horizon_length=8)
+    modules = RankAllocator.for_model(model, total_step=10).modules
+    assert len(modules) == 4 * CONFIG.num_layers
+    assert all(isinstance(m, AdaLoRA) and m.rank == 3 for m in modules.values())
+    assert sum(".lora.qkv.parts." in n for n in modules) == 3 * CONFIG.num_layers
+    assert sum(n.endswith(".lora.proj") for n in modules) == CONFIG.num_layers
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -268,7 +284,15 @@ def test_every_strategy_trains_and_forecasts_through_the_engine(units_dir, serie
     assert bool(trained) == (strategy != "zero-shot")
     if strategy != "zero-shot":
         assert {"prompt_tokens", "mask_token"} <= trained
-        assert any(n.startswith("backbone.forecast_head.") for n in trained)
+    head = {n for n in trained if n.startswith("backbone.forecast_head.")}
+    assert bool(head) == (strategy not in ("zero-shot", "prompt-tuning"))
+    if strategy == "prompt-tuning":  # the authors' prompt tuning: the data set's tokens alone
+        assert trained == {"prompt_tokens", "mask_token"}
+    if strategy == "adalora":  # AdaLoRA on the time attention, the tokens and the head
+        ada = {n for n in trained if ".lora." in n}
+        assert ada and all(n.rsplit(".", 1)[-1] in ("lora_A", "lora_E", "lora_B") for n in ada)
+        assert trained == {"prompt_tokens", "mask_token"} | head | ada
+        assert any(n.endswith("rank_mask") for n in model.trained_tensors())
     if strategy == "msft":
         assert any(".lora.qkv." in n for n in trained) and any("aggregator" in n for n in trained)
         assert any(n.startswith("adapters.") for n in trained)

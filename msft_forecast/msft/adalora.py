@@ -92,8 +92,11 @@ def adalora_modules(model: nn.Module) -> dict[str, AdaLoRA]:
 
 def orthogonal_regularisation(modules: list[nn.Module]) -> Tensor | None:
     """``ORTH_REG_WEIGHT`` times the mean over the ``P`` and ``Q`` matrices of their distance
-    from orthonormal columns / rows (peft's ``AdaLoraModel.forward``); None without AdaLoRA."""
-    ada = [m for m in modules if isinstance(m, AdaLoRA)]
+    from orthonormal columns / rows (peft's ``AdaLoraModel.forward``); None without AdaLoRA.
+
+    Every :class:`AdaLoRA` in ``modules`` counts, also one nested inside another module (UniTS'
+    fused ``qkv`` holds one update per third)."""
+    ada = [a for m in modules for a in m.modules() if isinstance(a, AdaLoRA)]
     if not ada:
         return None
     return ORTH_REG_WEIGHT * torch.stack([m.orthogonality() for m in ada]).sum() / (2 * len(ada))

@@ -28,12 +28,14 @@ on ``"out"``.  ``--backbone units`` prints the same for a UniTS architecture (de
 implements (``msft/units_model.py``).  Its LoRA goes on the time attention (``T`` among q, k, v,
 ``out``), its head is the forecasting head, and every training strategy also trains the data
 set's prompt and mask tokens, ``(prompt_num + 1) d``; ``"full"`` trains the backbone without the
-prompt tokens of other data sets.
+prompt tokens of other data sets, and ``"prompt-tuning"`` trains those tokens alone (it adds no
+``num_prompt_tokens`` prompts: UniTS tunes its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from types import SimpleNamespace
 
 from torch import nn
@@ -89,11 +91,13 @@ def units_trainable_formula(
     tokens = (prompt_num + 1) * d_model  # the data set's prompt and mask tokens
     if spec.train_backbone:
         return backbone_parameters + tokens + (spec.num_scales if spec.num_scales > 1 else 0)
-    # the LoRA, adapter, aggregator and weight terms are Moirai's (the same modules); the
-    # head is UniTS' forecasting head
+    # the LoRA, AdaLoRA, adapter, aggregator and weight terms are Moirai's (the same modules);
+    # the head is UniTS' forecasting head, and no prompts are added (prompt tuning tunes the
+    # data set's own tokens, counted above)
     return tokens + moirai_trainable_formula(
-        spec, d_model, num_layers, head_parameters, backbone_parameters
-    )
+        dataclasses.replace(spec, prompt_tokens=0), d_model, num_layers, head_parameters,
+        backbone_parameters,
+    )  # fmt: skip
 
 
 def moment_trainable_formula(
@@ -270,11 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.backbone == "units":
         d_model, num_layers = args.d_model or 128, args.num_layers or 3
         rows = units_table(d_model, num_layers, args.num_scales)
+        missing = [s for s in FIT_STRATEGIES if s not in {r["strategy"] for r in rows}]
         print(
             f"UniTS architecture d_model={d_model}, num_layers={num_layers}, patch_len=16, "
-            f"prompt_num=10, num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v, "
-            f"aggregator rank 64; UniTS does not implement "
-            + ", ".join(s for s in FIT_STRATEGIES if s not in {r["strategy"] for r in rows})
+            f"prompt_num=10, num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v (AdaLoRA: "
+            f"initial rank 24, target 16), aggregator rank 64, prompt tuning on the 10 prompt "
+            f"tokens" + (f"; UniTS does not implement {', '.join(missing)}" if missing else "")
         )
     else:
         d_model, num_layers = args.d_model or 384, args.num_layers or 6

@@ -3,18 +3,18 @@
 Every strategy runs through the same model and training code; a strategy is only a
 :class:`StrategySpec` saying which MSFT parts to build and which tensors to train.
 
-=====================  ======  ========  =========  ==========  ======  ========  =======
-strategy               scales  adapters  LoRA       aggregator  head    backbone  prompts
-=====================  ======  ========  =========  ==========  ======  ========  =======
-``"msft"``             K + 1   per scale per scale  yes         yes     frozen    no
-``"lora"``             1       no        one        no          yes     frozen    no
-``"adalora"``          1       no        one (SVD,  no          yes     frozen    no
-                                         pruned)
-``"prompt-tuning"``    1       no        no         no          MOMENT  frozen    yes
-``"full"``             1       no        no         no          yes     trained   no
-``"linear-probe"``     1       no        no         no          yes     frozen    no
-``"zero-shot"``        1       no        no         no          no      frozen    no
-=====================  ======  ========  =========  ==========  ======  ========  =======
+===================  ======  =========  =========  ==========  ======  ========  =======
+strategy             scales  adapters   LoRA       aggregator  head    backbone  prompts
+===================  ======  =========  =========  ==========  ======  ========  =======
+``"msft"``           K + 1   per scale  per scale  yes         yes     frozen    UniTS
+``"lora"``           1       no         one        no          yes     frozen    UniTS
+``"adalora"``        1       no         one (SVD,  no          yes     frozen    UniTS
+                                        pruned)
+``"prompt-tuning"``  1       no         no         no          MOMENT  frozen    yes
+``"full"``           1       no         no         no          yes     trained   UniTS
+``"linear-probe"``   1       no         no         no          yes     frozen    UniTS
+``"zero-shot"``      1       no         no         no          no      frozen    no
+===================  ======  =========  =========  ==========  ======  ========  =======
 
 ``"adalora"`` (Zhang et al., 2023) puts an SVD-form update ``P diag(lambda) Q`` on the
 projections LoRA targets, starts at rank ``ceil(1.5 * lora_rank)`` and prunes the least
@@ -22,6 +22,12 @@ important singular values to an average rank of ``lora_rank`` on a cubic schedul
 (:mod:`msft_forecast.msft.adalora`).  ``"prompt-tuning"`` (Lester et al., 2021) prepends
 ``num_prompt_tokens`` learned tokens to the encoder's input and trains those alone; MOMENT,
 which has no forecasting head from pre-training, trains its new heads too ("head: MOMENT").
+
+UniTS differs in its tokens: it prepends a data set's ``prompt_num`` prompt tokens (and builds
+its horizon tokens from a mask token) by design, and every training strategy trains these
+("prompts: UniTS").  Its ``"prompt-tuning"`` is the authors' own: it trains exactly those
+tokens, adds none (``num_prompt_tokens`` does not apply) and keeps the head frozen
+(:mod:`msft_forecast.msft.units_model`).
 
 The ablations of the paper are switches on ``"msft"``: ``aggregator=False``,
 ``shared_lora=True``, ``scale_weighting="finest"`` (train on all scales, forecast with scale 0
@@ -55,6 +61,8 @@ MIXING_MODES: tuple[str, ...] = ("blend", "mixture")
 ScaleWeighting = Literal["validation", "learned", "paper", "uniform", "finest"]
 SCALE_WEIGHTINGS: tuple[str, ...] = ("validation", "learned", "paper", "uniform", "finest")
 LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "out", "ffn")
+#: Default ``num_prompt_tokens`` of ``"prompt-tuning"``.
+DEFAULT_NUM_PROMPT_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class StrategySpec:
     adalora : bool
         The LoRA slots hold AdaLoRA's SVD-form updates with rank allocation instead of LoRA.
     prompt_tokens : int
-        Learned prefix tokens prepended to the encoder's input (0: none).
+        Learned prefix tokens prepended to the encoder's input (0: none; UniTS trains its own
+        prompt tokens instead and ignores the number).
     shared_lora : bool
         One LoRA for all scales instead of one per scale.
     aggregator : bool
@@ -142,7 +151,7 @@ def resolve_strategy(
     scale_weighting: str = "validation",
     scale_weight_prior: float = 0.0,
     train_head: bool = True,
-    num_prompt_tokens: int = 8,
+    num_prompt_tokens: int = DEFAULT_NUM_PROMPT_TOKENS,
 ) -> StrategySpec:
     """Turn user settings into a :class:`StrategySpec`, validating every value.
 

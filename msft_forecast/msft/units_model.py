@@ -22,11 +22,20 @@ its own series, so there is one variable and it reduces to a per-token value pro
 
 Each scale's loss is the MSE against its pooled target in that scale's own normalised units,
 as for MOMENT; intervals come from held-out residuals (:mod:`msft_forecast.msft.residuals`).
+
+``"adalora"`` puts AdaLoRA's updates in the same LoRA slots
+(:func:`~msft_forecast.msft.modules.lora_for`), so the rank allocator and the orthogonality term
+find them as on the other backbones.  ``"prompt-tuning"`` is the authors' own prompt tuning
+(``choose_training_parts(prompt_tune=True)`` in their exp/exp_sup.py): UniTS already prepends
+the data set's ``prompt_num`` prompt tokens, so the strategy trains those and the mask token
+with everything else, head included, frozen, and adds no tokens (``num_prompt_tokens`` does not
+apply).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,15 +50,17 @@ from msft_forecast.msft.modules import (
     CrossScaleAggregator,
     ScaleAdapters,
     ScaleContext,
-    ScaleLoRA,
+    lora_for,
     split_scales,
 )
 from msft_forecast.msft.residuals import collect_residuals, residual_paths
 from msft_forecast.msft.scales import PoolingOp, build_scales, upsample_horizon
-from msft_forecast.msft.strategies import StrategySpec
+from msft_forecast.msft.strategies import DEFAULT_NUM_PROMPT_TOKENS, StrategySpec
 
 #: The strategies this model implements; any other (including ones added later) is refused.
-SUPPORTED_STRATEGIES: tuple[str, ...] = ("zero-shot", "linear-probe", "lora", "full", "msft")
+SUPPORTED_STRATEGIES: tuple[str, ...] = (
+    "zero-shot", "linear-probe", "lora", "adalora", "prompt-tuning", "full", "msft",
+)  # fmt: skip
 #: LoRA targets on UniTS: q, k, v of the time attention's fused ``qkv`` and ``"out"`` (its
 #: ``proj``).  Its MLP is a convolution with dynamic time maps, which has no LoRA slot.
 SUPPORTED_LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "out")
@@ -61,7 +72,8 @@ _NORM_EPS = 1e-5
 @dataclass(frozen=True)
 class _OneScale:
     """The :class:`ScaleContext` a scale-aware module sees while one scale runs alone: one
-    span, so :class:`ScaleLoRA` applies that scale's pair to every token."""
+    span, so :class:`~msft_forecast.msft.modules.ScaleLoRA` applies that scale's pair to every
+    token."""
 
     spans: tuple[ScaleSpan, ...]
 
@@ -71,16 +83,27 @@ class _OneScale:
 
 
 class FusedQKVLoRA(nn.Module):
-    """Per-scale LoRA on some of q, k, v of a fused ``qkv`` projection (d -> 3d).
+    """The strategy's low-rank update on some of q, k, v of a fused ``qkv`` projection
+    (d -> 3d).
 
-    One :class:`ScaleLoRA` (d -> d) per target; the other thirds get no update.
+    One update (d -> d) per target, as :func:`~msft_forecast.msft.modules.lora_for` builds it
+    for the spec (per-scale LoRA, or AdaLoRA); the other thirds get no update.
+
+    Parameters
+    ----------
+    spec : StrategySpec
+        The strategy (its LoRA settings).
+    d_model : int
+        Token width.
+    targets : sequence of str
+        Which of ``"q"``, ``"k"``, ``"v"`` get an update.
     """
 
-    def __init__(self, d_model: int, targets: Sequence[str], **lora) -> None:
+    def __init__(self, spec: StrategySpec, d_model: int, targets: Sequence[str]) -> None:
         super().__init__()
         self.d_model = d_model
         self.parts = nn.ModuleDict(
-            {t: ScaleLoRA(d_model, d_model, **lora) for t in ("q", "k", "v") if t in targets}
+            {t: lora_for(spec, d_model, d_model) for t in ("q", "k", "v") if t in targets}
         )
 
     def forward(self, x: Tensor, ctx) -> Tensor:
@@ -118,7 +141,8 @@ class MultiScaleUnits(MultiScaleModel):
         Steps forecast at scale 0 (longer forecasts roll forward, see :attr:`horizon_limit`).
     prompt, mask : Tensor
         The data set's prompt (1, 1, prompt_num, d) and mask (1, 1, 1, d) tokens of one
-        variable; copied into the model and trained by every training strategy.
+        variable; copied into the model and trained by every training strategy (by
+        ``"prompt-tuning"`` alone).
     pooling : {"mean", "max", "subsample"}
         Pooling between scales.
     """
@@ -143,19 +167,13 @@ class MultiScaleUnits(MultiScaleModel):
         self.prompt_tokens = nn.Parameter(prompt.detach().clone().reshape(1, 1, -1, d))
         self.mask_token = nn.Parameter(mask.detach().clone().reshape(1, 1, 1, d))
         self.adapters = ScaleAdapters(d, spec.num_scales) if spec.scale_adapters else None
-        lora = dict(
-            num_scales=spec.num_scales,
-            rank=spec.lora_rank,
-            alpha=spec.lora_alpha,
-            shared=spec.shared_lora,
-        )
         qkv_targets = [t for t in ("q", "k", "v") if t in spec.lora_targets]
         for block in backbone.blocks:
             attn = block.seq_att_block.attn_seq
             if qkv_targets:
-                attn.lora["qkv"] = FusedQKVLoRA(d, qkv_targets, **lora)
+                attn.lora["qkv"] = FusedQKVLoRA(spec, d, qkv_targets)
             if "out" in spec.lora_targets:
-                attn.lora["proj"] = ScaleLoRA(d, d, **lora)
+                attn.lora["proj"] = lora_for(spec, d, d)
             if spec.aggregator:
                 block.aggregator = CrossScaleAggregator(d, spec.num_scales, spec.aggregator_rank)
         self._init_scale_weights()
@@ -174,8 +192,17 @@ class MultiScaleUnits(MultiScaleModel):
                 f"UniTS forecasts zero-shot only with prompt tokens it was trained on; the data "
                 f"set {settings.get('dataset')!r} is new to this checkpoint, so its prompt "
                 f"tokens are freshly initialised. Name one of the checkpoint's data sets in "
-                f"units.json, or fine-tune (fit_strategy='linear-probe', 'lora', 'msft' or "
-                f"'full'), which trains the new prompt tokens."
+                f"units.json, or fine-tune (fit_strategy='prompt-tuning', the authors' way "
+                f"for new data, or 'linear-probe', 'lora', 'adalora', 'msft', 'full'), which "
+                f"trains the new prompt tokens."
+            )
+        if spec.prompt_tokens not in (0, DEFAULT_NUM_PROMPT_TOKENS):
+            warnings.warn(
+                f"num_prompt_tokens={spec.prompt_tokens} does not apply to UniTS: its prompt "
+                f"tuning trains the checkpoint's own {loaded.config.prompt_num} prompt tokens "
+                f"of the data set (their number is fixed by the checkpoint).",
+                UserWarning,
+                stacklevel=2,
             )
         if patch_size is not None and int(patch_size) != int(loaded.config.patch_len):
             raise ValueError(
@@ -203,13 +230,6 @@ class MultiScaleUnits(MultiScaleModel):
                 f"fit_strategy={spec.name!r} is not implemented for UniTS backbones; UniTS "
                 f"supports {list(SUPPORTED_STRATEGIES)}."
             )
-        # switches that strategies added later set on a spec: UniTS implements none of them
-        unknown = [f for f in ("adalora", "prompt_tokens") if getattr(spec, f, None)]
-        if unknown:
-            raise ValueError(
-                f"{unknown} are not implemented for UniTS backbones; UniTS supports "
-                f"{list(SUPPORTED_STRATEGIES)}."
-            )
         other = sorted(set(spec.lora_targets) - set(SUPPORTED_LORA_TARGETS))
         if other:
             raise ValueError(
@@ -236,7 +256,8 @@ class MultiScaleUnits(MultiScaleModel):
     # -------------------------------------------------------------------------- parameters
     def set_trainable(self) -> None:
         """Freeze and unfreeze tensors as the strategy says: every training strategy trains
-        the data set's prompt and mask tokens and the forecasting head."""
+        the data set's prompt and mask tokens, and all but ``"prompt-tuning"`` the forecasting
+        head."""
         for p in self.parameters():
             p.requires_grad_(False)
         if self.spec.train_backbone:

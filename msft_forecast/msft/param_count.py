@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
             f"UniTS architecture d_model={d_model}, num_layers={num_layers}, patch_len=16, "
             f"prompt_num=10, num_scales={args.num_scales} (msft), LoRA r=16 on q,k,v (AdaLoRA: "
             f"initial rank 24, target 16), aggregator rank 64, prompt tuning on the 10 prompt "
-            f"tokens" + (f"; UniTS does not implement {', '.join(missing)}" if missing else "")
+            f"tokens and the mask token"
+            + (f"; UniTS does not implement {', '.join(missing)}" if missing else "")
         )
     else:
         d_model, num_layers = args.d_model or 384, args.num_layers or 6

@@ -106,6 +106,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -692,6 +693,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for section in args.sections:
         print(f"== {section}", flush=True)
+        started = time.perf_counter()
         if args.splice_only:
             md = out_dir / f"{section}.md"
             if not md.is_file():
@@ -709,6 +711,7 @@ def main(argv: list[str] | None = None) -> None:
             page = page.with_name(SECTION_PAGES[section])
         if not page.is_file() or not splice(page, section, md.read_text(encoding="utf-8")):
             print(f"   ({page} has no markers for {section}; table left in {md})")
+        print(f"   {section}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -274,3 +274,28 @@ def test_stacked_scale_lora_equals_a_pair_per_scale(case, seed) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the route that stacks
         routed = lora(x, ctx).float()
     _assert_relative(routed, expected, tol=0.05)
+
+
+@FAST
+@given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=4), gap=st.booleans())
+def test_attention_blocks_split_as_they_slice(sizes, gap) -> None:
+    """Blocks that tile the tokens are split in one op; any blocks give what slicing gives,
+    forward and backward."""
+    from msft_forecast.backbones.moirai import AttentionContext
+
+    starts = np.cumsum([0, *sizes]) + np.arange(len(sizes) + 1) * int(gap)
+    blocks = tuple(slice(int(a), int(a) + n) for a, n in zip(starts[:-1], sizes, strict=True))
+    t = torch.randn(2, 3, int(starts[-1]), 5, requires_grad=True)
+    ctx = AttentionContext(blocks, (None,) * len(blocks), (None,) * len(blocks), torch.empty(0))
+    weights = [torch.randn(2, 3, n, 5) for n in sizes]
+    got = ctx.split(t, 2)
+    want = [t[:, :, sl] for sl in blocks]
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+
+    def grad(parts):
+        return torch.autograd.grad(
+            sum((p * w).sum() for p, w in zip(parts, weights, strict=True)), t
+        )
+
+    assert torch.equal(grad(got)[0], grad(want)[0])

@@ -207,3 +207,95 @@ def test_attention_block_by_block_equals_attention_over_all_tokens(case, seed) -
     real = sample_id > 0
     # float32 rounding of a different summation order; a leak across blocks is O(1)
     torch.testing.assert_close(actual[real], expected[real], atol=1e-4, rtol=1e-4)
+
+
+@st.composite
+def scale_layouts(draw):
+    """A token layout of 1-4 scales, with or without covariate variates, and a batch's
+    ``valid`` tokens (some padding)."""
+    from msft_forecast.msft.layout import TokenLayout
+
+    layout = TokenLayout(
+        context_length=draw(st.integers(8, 96)),
+        horizon_length=draw(st.integers(1, 24)),
+        patch_size=draw(st.sampled_from([4, 8])),
+        num_scales=draw(st.integers(1, 4)),
+        num_known=draw(st.integers(0, 1)),
+        num_past=draw(st.integers(0, 1)),
+    )
+    batch = draw(st.integers(1, 3))
+    valid = draw(
+        arrays(np.bool_, (batch, layout.num_tokens), elements=st.booleans() | st.just(True))
+    )
+    return layout, torch.from_numpy(valid)
+
+
+def _pair_per_scale(lora, x: torch.Tensor, spans) -> torch.Tensor:
+    """Reference ScaleLoRA: every scale's tokens through their own pair, one at a time."""
+    out = []
+    for s in spans:
+        a, b = lora.lora_A[s.level], lora.lora_B[s.level]
+        out.append((x[:, s.tokens] @ a.T) @ b.T)
+    return torch.cat(out, 1) * lora.scaling
+
+
+def _grads(out: torch.Tensor, weight: torch.Tensor, tensors) -> list[torch.Tensor]:
+    return list(torch.autograd.grad((out * weight).sum(), tensors, retain_graph=True))
+
+
+def _assert_relative(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-5) -> None:
+    """Equal to ``tol`` relative to the tensor's scale (float32 rounding of another
+    summation order; routing a token through another scale's pair is O(1))."""
+    scale = float(expected.detach().abs().max()) or 1.0
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale)
+
+
+@FAST
+@given(case=scale_layouts(), seed=st.integers(0, 2**16))
+def test_stacked_scale_lora_equals_a_pair_per_scale(case, seed) -> None:
+    """The masked two-matmul ScaleLoRA (taken under CPU autocast) gives every token its own
+    scale's update and every pair its own scale's gradients, as a pair per scale does."""
+    from msft_forecast.msft.modules import ScaleContext, ScaleLoRA
+
+    layout, valid = case
+    torch.manual_seed(seed)
+    ctx = ScaleContext.build(layout, valid)
+    lora = ScaleLoRA(24, 20, layout.num_scales, rank=4, alpha=8.0)
+    torch.nn.init.normal_(lora.lora_B)  # B starts at zero: make the update count
+    x = torch.randn(valid.shape[0], layout.num_tokens, 24, requires_grad=True)
+    weight = torch.randn(valid.shape[0], layout.num_tokens, 20)
+    tensors = [x, lora.lora_A, lora.lora_B]
+    expected = _pair_per_scale(lora, x, ctx.spans)
+    want = _grads(expected, weight, tensors)
+    for actual in (lora._stacked(x, ctx.spans) * lora.scaling, lora(x, ctx)):
+        _assert_relative(actual, expected)
+        for g, w in zip(_grads(actual, weight, tensors), want, strict=True):
+            _assert_relative(g, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the route that stacks
+        routed = lora(x, ctx).float()
+    _assert_relative(routed, expected, tol=0.05)
+
+
+@FAST
+@given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=4), gap=st.booleans())
+def test_attention_blocks_split_as_they_slice(sizes, gap) -> None:
+    """Blocks that tile the tokens are split in one op; any blocks give what slicing gives,
+    forward and backward."""
+    from msft_forecast.backbones.moirai import AttentionContext
+
+    starts = np.cumsum([0, *sizes]) + np.arange(len(sizes) + 1) * int(gap)
+    blocks = tuple(slice(int(a), int(a) + n) for a, n in zip(starts[:-1], sizes, strict=True))
+    t = torch.randn(2, 3, int(starts[-1]), 5, requires_grad=True)
+    ctx = AttentionContext(blocks, (None,) * len(blocks), (None,) * len(blocks), torch.empty(0))
+    weights = [torch.randn(2, 3, n, 5) for n in sizes]
+    got = ctx.split(t, 2)
+    want = [t[:, :, sl] for sl in blocks]
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+
+    def grad(parts):
+        return torch.autograd.grad(
+            sum((p * w).sum() for p, w in zip(parts, weights, strict=True)), t
+        )
+
+    assert torch.equal(grad(got)[0], grad(want)[0])

@@ -373,6 +373,22 @@ class AttentionContext:
     rotary: Tensor
     _cast: dict[Any, Any] = field(default_factory=dict, repr=False)
 
+    def split(self, t: Tensor, dim: int) -> list[Tensor]:
+        """The blocks of ``t`` along ``dim``.
+
+        When the blocks tile the tokens in order (MSFT's scales do) this is one ``split``,
+        whose backward is one concatenation; slicing block by block would zero-fill a
+        full-size gradient per block and add them up.
+        """
+        n = t.shape[dim]
+        bounds = [sl.indices(n) for sl in self.blocks]
+        starts = [a for a, _, _ in bounds]
+        stops = [b for _, b, _ in bounds]
+        in_order = starts == [0, *stops[:-1]] and stops[-1] == n
+        if in_order and all(step == 1 for _, _, step in bounds):
+            return list(t.split([b - a for a, b in zip(starts, stops, strict=True)], dim))
+        return [t[(slice(None),) * dim + (sl,)] for sl in self.blocks]
+
     def masks_for(self, dtype: torch.dtype) -> list[tuple[Tensor | None, Tensor | None]]:
         """``(mask, same_variate)`` of every block in ``dtype`` (cached: bf16 attention needs a
         bf16 mask)."""
@@ -444,14 +460,15 @@ class MoiraiAttention(nn.Module):
         dtype = v.dtype
         q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v.view(heads)))
         outs = []
-        for sl, (mask, same) in zip(ctx.blocks, ctx.masks_for(dtype), strict=True):
+        blocks = zip(ctx.split(q, 2), ctx.split(k, 2), ctx.split(v, 2), strict=True)
+        for (qb, kb, vb), (mask, same) in zip(blocks, ctx.masks_for(dtype), strict=True):
             if same is not None:
                 mask = self.var_attn_bias(torch.zeros_like(same) if mask is None else mask, same)
             outs.append(
                 F.scaled_dot_product_attention(
-                    q[:, :, sl],
-                    k[:, :, sl],
-                    v[:, :, sl],
+                    qb,
+                    kb,
+                    vb,
                     attn_mask=mask,
                     dropout_p=self.attn_dropout_p if self.training else 0.0,
                     scale=self.softmax_scale,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from msft_forecast.msft.strategies import FIT_STRATEGIES
-from msft_forecast.settings import MSFTSettings
+from msft_forecast.settings import MULTIVARIATE_MODES, MSFTSettings
 
 #: The engine's defaults: one home for every setting. Every option that is a setting takes its
 #: default from here (``tests/test_architecture.py`` checks), so the shell and Python agree.
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--multivariate",
         default=_D.multivariate,
-        choices=("independent", "joint"),
+        choices=MULTIVARIATE_MODES,
         help="several value columns: forecast each from its own history, or each from the "
         "history of all of them through Moirai's any-variate attention (default: "
         "%(default)s)",

@@ -30,6 +30,9 @@ DEFAULT_LEARNING_RATES: dict[str, float] = {
     "zero-shot": 0.0,
 }
 
+#: The values of the setting ``multivariate`` (:mod:`msft_forecast.training.joint`).
+MULTIVARIATE_MODES: tuple[str, ...] = ("independent", "joint")
+
 
 @dataclass
 class MSFTSettings:
@@ -285,7 +288,7 @@ default="validation"
             )
         if self.pooling not in ("mean", "max", "subsample"):
             raise ValueError(f"pooling must be 'mean', 'max' or 'subsample', got {self.pooling!r}.")
-        if self.multivariate not in ("independent", "joint"):
+        if self.multivariate not in MULTIVARIATE_MODES:
             raise ValueError(
                 f"multivariate must be 'independent' or 'joint', got {self.multivariate!r}."
             )

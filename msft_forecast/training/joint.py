@@ -25,12 +25,8 @@ import numpy as np
 from msft_forecast.training.covariates import SeriesCovariates
 
 __all__ = [
-    "MULTIVARIATE_MODES", "channel_count", "forecast_with_other_channels", "other_channel_names",
-    "with_other_channels",
+    "channel_count", "forecast_with_other_channels", "other_channel_names", "with_other_channels",
 ]  # fmt: skip
-
-#: The values of the setting ``multivariate``.
-MULTIVARIATE_MODES: tuple[str, ...] = ("independent", "joint")
 
 
 def other_channel_names(channels: int) -> list[str]:

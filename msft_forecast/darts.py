@@ -169,6 +169,10 @@ class MSFTModel(GlobalForecastingModel):
     add_encoders : dict, optional
         Refused: the model builds no covariates itself; pass them as ``past_covariates`` /
         ``future_covariates``.
+    loss_fn, torch_metrics, log_tensorboard, show_warnings
+        Refused when given (Darts' ``TorchForecastingModel`` arguments), with a message naming
+        what to use instead: the training loss is the backbone's own, metrics come from
+        ``darts.metrics`` on ``backtest``, loggers go in ``pl_trainer_kwargs``.
     revision, allow_fallback, patch_size, pooling, lora_rank, lora_alpha, lora_targets, \
 shared_lora, aggregator, aggregator_rank, mixing, scale_weighting, train_head, \
 num_prompt_tokens, multivariate, learning_rate, scale_weight_lr, scale_weight_prior, weight_decay, \
@@ -279,6 +283,10 @@ resume, num_threads
         save_checkpoints: bool = False,
         force_reset: bool = False,
         add_encoders: dict | None = None,
+        loss_fn: Any = None,
+        torch_metrics: Any = None,
+        log_tensorboard: bool = False,
+        show_warnings: bool = False,
     ) -> None:
         super().__init__(add_encoders=None)  # refused by settings_from_params when given
         self._min_icl, self._icl = parse_input_chunk_length(input_chunk_length)

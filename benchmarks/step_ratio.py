@@ -13,6 +13,13 @@ and in float32.  ``msft (unfused AdamW)`` is the same MSFT step with torch's def
 its ratio to ``msft`` is what the fused optimizer saves.  ``msft without aggregator`` and
 ``msft without aggregator, one LoRA`` take MSFT's parts away one at a time (the same scales,
 adapters and losses), so the differences between the rows say where MSFT's extra cost lies.
+
+A second table times MSFT's per-layer parts alone, forward and backward, on the inputs they get
+in the model (one layer of the same batch): the per-scale LoRA update of one projection next to
+one LoRA pair on the same tokens (what a shared LoRA costs), the cross-scale aggregator, and
+the throughput of the matrix products involved (the aggregator's low-rank products against the
+backbone's feed-forward product), so the table says whether a part's cost is its FLOPs or the
+matrix library's rate on small shapes.
 """
 
 from __future__ import annotations
@@ -102,6 +109,7 @@ def main(argv: list[str] | None = None) -> str:
         "| precision | model | median step (s) | median ratio to lora |",
         "|---|---|---|---|",
     ]
+    times_lora: dict[str, float] = {}
     for precision in args.precisions:
         bf16 = precision == "bf16-mixed"
         times: dict[str, list[float]] = {name: [] for name in models}
@@ -110,18 +118,108 @@ def main(argv: list[str] | None = None) -> str:
                 elapsed = step(model, opt, bf16)
                 if r >= 2:
                     times[name].append(elapsed)
+        times_lora[precision] = statistics.median(times["lora"])
         for name in models:
             ratios = [a / b for a, b in zip(times[name], times["lora"], strict=True)]
             lines.append(
                 f"| {precision} | {name} | {statistics.median(times[name]):.3f} | "
                 f"{statistics.median(ratios):.2f}x |"
             )
+    lines += part_costs(models["msft"][0], batch, args.precisions, times_lora, args.rounds)
     table = "\n".join(lines) + "\n"
     print(table)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as fh:
             fh.write(table)
     return table
+
+
+def _timed(fn, grad, rounds: int, bf16: bool) -> float:
+    """Median seconds of ``fn()`` forward and backward (with ``grad``) under the precision."""
+    import torch
+
+    times = []
+    for r in range(rounds + 2):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = fn()
+        out.backward(grad.to(out.dtype))
+        if r >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def part_costs(model, batch, precisions, lora_step: dict, rounds: int) -> list[str]:
+    """Lines of the parts table: each per-layer part of MSFT alone, on the inputs it gets."""
+    import torch
+
+    from msft_forecast.msft.modules import CrossScaleAggregator, ScaleLoRA
+
+    lora = next(m for m in model.modules() if isinstance(m, ScaleLoRA))
+    aggregator = next(m for m in model.modules() if isinstance(m, CrossScaleAggregator))
+    n_lora = sum(isinstance(m, ScaleLoRA) for m in model.modules())
+    n_agg = sum(isinstance(m, CrossScaleAggregator) for m in model.modules())
+    seen: dict = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, key=key: seen.setdefault(key, args))
+        for key, m in (("lora", lora), ("aggregator", aggregator))
+    ]
+    with torch.no_grad():
+        model.loss(*batch)
+    for hook in hooks:
+        hook.remove()
+    (x, ctx), (h, _) = seen["lora"], seen["aggregator"]
+    x = x.detach().float().requires_grad_(True)
+    h = h.detach().float().requires_grad_(True)
+    one_pair = ScaleLoRA(x.shape[-1], lora.lora_B.shape[1], 1, lora.lora_A.shape[1])
+    grad_x, grad_h = torch.randn_like(x), torch.randn_like(h)
+    parts = [
+        (f"per-scale LoRA, {len(ctx.spans)} scales (one projection)", n_lora,
+         lambda: lora(x, ctx), grad_x),
+        ("one LoRA pair on the same tokens (one projection)", n_lora,
+         lambda: one_pair(x, None), grad_x),
+        ("cross-scale aggregator (one layer)", n_agg, lambda: aggregator(h, ctx), grad_h),
+    ]  # fmt: skip
+    tokens = x.shape[0] * x.shape[1]
+    lines = [
+        "",
+        f"MSFT's parts alone, forward and backward, on the inputs of one layer ({tokens} tokens "
+        f"of width {x.shape[-1]}; the scales' spans {[s.stop - s.start for s in ctx.spans]} "
+        f"tokens per row); 'per step' multiplies by the {n_lora} LoRA modules or {n_agg} "
+        "aggregators of the model:",
+        "",
+        "| precision | part | median (ms) | per step (ms) | per step / lora step |",
+        "|---|---|---|---|---|",
+    ]
+    for precision in precisions:
+        bf16 = precision == "bf16-mixed"
+        for name, count, fn, grad in parts:
+            sec = _timed(fn, grad, max(rounds * 4, 3), bf16)
+            lines.append(
+                f"| {precision} | {name} | {sec * 1e3:.2f} | {sec * count * 1e3:.1f} | "
+                f"{sec * count / lora_step[precision]:.2f}x |"
+            )
+    # the rate of the float32 products: the aggregator's (rank 64) against the FFN's
+    d = x.shape[-1]
+    rank = aggregator.coarse_to_fine[0].down.weight.shape[0]
+    shapes = [(rows, d, rank) for rows in sorted({x.shape[0] * (s.stop - s.start)
+                                                  for s in ctx.spans})]  # fmt: skip
+    from msft_forecast.backbones.moirai import GatedFeedForward
+
+    ffn = next(m for m in model.modules() if isinstance(m, GatedFeedForward))
+    shapes.append((tokens, d, ffn.fc1.out_features))
+    lines += ["", "| float32 product (rows x in -> out) | median (us) | GFLOP/s |", "|---|---|---|"]
+    for rows, k, n in shapes:
+        a, w = torch.randn(rows, k), torch.randn(k, n)
+        times = []
+        for _ in range(max(rounds * 20, 5)):
+            start = time.perf_counter()
+            a @ w
+            times.append(time.perf_counter() - start)
+        sec = statistics.median(times)
+        rate = 2 * rows * k * n / sec / 1e9
+        lines.append(f"| {rows} x {k} -> {n} | {sec * 1e6:.0f} | {rate:.0f} |")
+    return lines
 
 
 if __name__ == "__main__":

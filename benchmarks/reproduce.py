@@ -592,7 +592,7 @@ def run_section(
         width = SIZE_WIDTHS[-1]
         stage1, stage2 = runs / f"moirai-d{width}-v1", runs / f"moirai-d{width}"
         _pretrain(stage1, width, stage=1, smoke=smoke)
-        _pretrain(stage2, width, stage=2, smoke=smoke, init=stage1)
+        _pretrain(stage2, width, stage=2, smoke=smoke, init=_relative(stage1))
         candidates = ["moirai-tiny", _relative(stage2)]
         _compare_backbones(candidates, md, out_dir, root, smoke, verify, split="validation")
     elif section == "historical_forecasts":
@@ -644,12 +644,14 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def _pretrain(out: Path, width: int, stage: int, smoke: bool, init: Path | None = None) -> None:
+def _pretrain(out: Path, width: int, stage: int, smoke: bool, init: str | None = None) -> None:
     """Run (resume, or reuse when finished) a stage of ``tools/pretrain/README.md`` at ``width``.
 
     Stage 1 is the bundled ``moirai-tiny-v1``'s command (one thread); stage 2 the bundled
     ``moirai-tiny``'s from ``init``, on two threads (how the width-192 stage 2 was run: one
-    thread takes twice as long on these machines; the thread count is in its record).
+    thread takes 1.5 times as long on these machines; the thread count is in its record).  ``init``
+    is named as the README's command names it (relative to the repository when inside it): a
+    resumed run must be given the settings it started with.
     """
     cmd = [sys.executable, "-m", "tools.pretrain.pretrain", "--out", str(out)]
     cmd += ["--d-model", str(width), "--num-layers", "4"]
